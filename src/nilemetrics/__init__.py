@@ -1,0 +1,3 @@
+"""nilemetrics: live customer-activity tracking for online shops."""
+
+__version__ = "0.1.0"

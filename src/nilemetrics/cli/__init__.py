@@ -1,0 +1,1 @@
+"""The `nilemetrics` command line: one module per command group."""

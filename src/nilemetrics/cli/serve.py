@@ -1,0 +1,105 @@
+"""`nilemetrics serve`: run the tracking server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from nilemetrics.cli.common import build_settings, err_console, fail
+from nilemetrics.cli.db import DatabaseUrlOption
+from nilemetrics.config import ensure_dashboard_tokens
+from nilemetrics.server.db import DatabaseUnavailable, DatabaseUrlError, make_engine, migrate, redact_url
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    database_url: DatabaseUrlOption = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--token",
+            help="Dashboard bearer token (repeatable). Default: NILEMETRICS_DASHBOARD_TOKEN, "
+            "else one generated and stored in your config directory.",
+            show_default=False,
+        ),
+    ] = None,
+    live_window: Annotated[
+        str | None, typer.Option(help="A session is live this long after its last event [90s].")
+    ] = None,
+    session_timeout: Annotated[
+        str | None, typer.Option(help="Cleanup ends sessions idle this long [30m].")
+    ] = None,
+    cleanup_interval: Annotated[
+        str | None, typer.Option(help="Time between cleanup ticks / heartbeats [15s].")
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin",
+            help="Shop origin allowed to call the API from a browser, e.g. "
+            "https://shop.example (repeatable; env NILEMETRICS_ALLOWED_ORIGINS, comma-separated).",
+            show_default=False,
+        ),
+    ] = None,
+    ip_storage: Annotated[
+        str | None,
+        typer.Option(help="Client IPs are stored: full, anonymized (default) or none."),
+    ] = None,
+    honour_privacy_signals: Annotated[
+        bool | None,
+        typer.Option(
+            "--honour-privacy-signals/--ignore-privacy-signals",
+            help="Count Sec-GPC / DNT requests without personal data [honour].",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the tracking server (ingestion API, dashboard API, WebSocket).
+
+    Example: nilemetrics serve --port 8000 --allowed-origin https://shop.example
+    """
+    settings = build_settings(
+        database_url=database_url,
+        dashboard_token=token or None,
+        live_window=live_window,
+        session_timeout=session_timeout,
+        cleanup_interval=cleanup_interval,
+        allowed_origins=allowed_origin or None,
+        ip_storage=ip_storage,
+        honour_privacy_signals=honour_privacy_signals,
+    )
+    url = settings.effective_database_url()
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+    except (DatabaseUrlError, DatabaseUnavailable) as exc:
+        fail(f"cannot use database {redact_url(url)}: {exc}")
+    _tokens, generated = ensure_dashboard_tokens(settings)
+    if generated:
+        err_console.print(
+            "[bold]Generated a dashboard token[/] (shown once; stored in "
+            f"{settings.token_file}):\n  {generated}",
+            highlight=False,
+        )
+    err_console.print(
+        f"nilemetrics serving on http://{host}:{port}  database: {redact_url(url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    from nilemetrics.server.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        ws_ping_interval=20,
+    )

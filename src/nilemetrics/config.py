@@ -1,0 +1,165 @@
+"""Settings shared by the server, the dashboard and the CLI.
+
+The CLI builds one :class:`Settings` and passes it in; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nilemetrics.durations import parse_duration
+
+APP_NAME = "nilemetrics"
+TOKEN_FILE_NAME = "dashboard-token"
+
+IpStorage = Literal["full", "anonymized", "none"]
+
+
+def default_data_dir() -> Path:
+    """Where the default SQLite database lives (the user's data directory)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_config_dir() -> Path:
+    """Where the generated dashboard token is stored (the user's config directory)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from ``NILEMETRICS_*`` variables or CLI flags."""
+
+    model_config = SettingsConfigDict(env_prefix="NILEMETRICS_", extra="ignore")
+
+    database_url: str | None = None
+    """SQLAlchemy URL; PostgreSQL as ``postgresql+psycopg://…``. Default: SQLite in data_dir."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Directory of the default SQLite database."""
+
+    config_dir: Path = Field(default_factory=default_config_dir)
+    """Directory where a generated dashboard token is kept (mode 0600)."""
+
+    dashboard_token: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Bearer token(s) for the dashboard endpoints and the WebSocket, comma-separated."""
+
+    live_window: float = 90.0
+    """Seconds since a session's last event during which it counts as live."""
+
+    session_timeout: float = 1800.0
+    """Seconds of inactivity after which cleanup ends a session."""
+
+    cleanup_interval: float = 15.0
+    """Seconds between cleanup ticks (each also sends ``metrics-heartbeat``)."""
+
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Shop origins allowed to call the ingestion API cross-origin (with credentials)."""
+
+    ip_storage: IpStorage = "anonymized"
+    """How client IPs are stored: ``full``, ``anonymized`` (IPv4 /24, IPv6 /48) or ``none``."""
+
+    honour_privacy_signals: bool = True
+    """Count requests with ``Sec-GPC: 1`` or ``DNT: 1`` without storing personal data."""
+
+    max_body_bytes: int = 64 * 1024
+    """Largest accepted ingestion request body."""
+
+    batch_max_events: int = 1000
+    """Most events one group commit writes."""
+
+    push_interval: float = 0.25
+    """Least time between two ``metrics-update`` frames (pushes are coalesced)."""
+
+    refresh_interval: float = 2.0
+    """How often live numbers are recomputed without events (sessions leaving the window)."""
+
+    sqlite_busy_timeout: float = 5.0
+    """Seconds a SQLite write waits for a lock held by another process before giving up."""
+
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose X-Forwarded-For is trusted for the client IP (uvicorn's setting)."""
+
+    @field_validator("dashboard_token", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator(
+        "live_window", "session_timeout", "cleanup_interval", "push_interval",
+        "refresh_interval", "sqlite_busy_timeout", mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"origin {origin!r} must start with http:// or https://")
+        return [origin.rstrip("/") for origin in value]
+
+    def effective_database_url(self) -> str:
+        """The configured database URL, or the default SQLite file (directory created)."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'nilemetrics.db'}"
+
+    @property
+    def token_file(self) -> Path:
+        """Path of the token generated when none is configured."""
+        return self.config_dir / TOKEN_FILE_NAME
+
+
+def normalise_database_url(url: str) -> str:
+    """Make ``postgresql://`` and ``postgres://`` URLs use the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def read_stored_token(config_dir: Path | None = None) -> str | None:
+    """The token a server generated on this machine, if any (the dashboard uses it too)."""
+    path = (config_dir or default_config_dir()) / TOKEN_FILE_NAME
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def ensure_dashboard_tokens(settings: Settings) -> tuple[list[str], str | None]:
+    """Return the accepted tokens, generating and storing one if none is configured.
+
+    The second item is the freshly generated token (to print once) or ``None``.
+    """
+    if settings.dashboard_token:
+        return list(settings.dashboard_token), None
+    stored = read_stored_token(settings.config_dir)
+    if stored:
+        return [stored], None
+    token = secrets.token_urlsafe(32)
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.token_file
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return [token], token

@@ -1,0 +1,51 @@
+"""The wire protocol shared by the server and the dashboard (DESIGN.md "Wire contract")."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+API_PREFIX: Final = "/api/metrics"
+WS_PATH: Final = f"{API_PREFIX}/ws"
+
+
+class PageType(StrEnum):
+    """Page types the shop's client reports."""
+
+    HOMEPAGE = "homepage"
+    CATEGORY = "category"
+    OFFER = "offer"
+    PRODUCT = "product"
+    SEARCH = "search"
+    CHECKOUT = "checkout"
+    PAYMENT = "payment"
+    PAYMENT_ERROR = "payment_error"
+    OTHER = "other"
+
+
+#: Page types whose visits must name what was visited (category id, offer id).
+IDENTIFIED_PAGE_TYPES: Final = frozenset({PageType.CATEGORY, PageType.OFFER})
+
+
+class WsEvent(StrEnum):
+    """Names of WebSocket frames: ``{"event": NAME, "data": ...}``."""
+
+    METRICS_UPDATE = "metrics-update"
+    PAYMENT_ERRORS_UPDATE = "payment-errors-update"
+    METRICS_HEARTBEAT = "metrics-heartbeat"
+    JOIN_SELLER_DASHBOARD = "join-seller-dashboard"
+    ERROR = "error"
+
+
+class CheckoutStatus(StrEnum):
+    """Life cycle of one checkout."""
+
+    IN_PROGRESS = "in_progress"
+    PAYMENT_STARTED = "payment_started"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+
+
+#: Close code a WebSocket gets for a missing or wrong token (policy violation).
+WS_CLOSE_UNAUTHORIZED: Final = 1008

@@ -1,0 +1,1 @@
+"""The tracking server: ingestion API, live state and WebSocket push."""

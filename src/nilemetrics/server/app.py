@@ -1,0 +1,167 @@
+"""The FastAPI application factory: ``create_app(settings) -> FastAPI``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from nilemetrics import __version__
+from nilemetrics.config import Settings, ensure_dashboard_tokens
+from nilemetrics.protocol import API_PREFIX
+from nilemetrics.server.clock import Clock, SystemClock
+from nilemetrics.server.db import (
+    DatabaseUnavailable,
+    describe_db_error,
+    make_engine,
+    migrate,
+    write_options,
+)
+from nilemetrics.server.hub import Hub
+from nilemetrics.server.ingest import BatchOutcome
+from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
+from nilemetrics.server.middleware import IngestBodyMiddleware
+from nilemetrics.server.notify import listen
+from nilemetrics.server.redaction import install_redaction
+from nilemetrics.server.routes import dashboard, ingest, ws
+from nilemetrics.server.state import ServerState
+from nilemetrics.server.validation import validation_error_handler
+from nilemetrics.server.writer import EventRejected, GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """Build the tracking server; the lifespan opens the database and starts the loops."""
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_redaction()
+        url = settings.effective_database_url()
+        engine = make_engine(url, busy_timeout=settings.sqlite_busy_timeout)
+        await asyncio.to_thread(migrate, engine)
+        tokens, _generated = ensure_dashboard_tokens(settings)
+        window = settings.live_window
+
+        async def compute_metrics() -> dict[str, Any]:
+            return await state.read(lambda conn: snapshot(conn, clock.now(), window))
+
+        async def compute_errors() -> list[dict[str, Any]]:
+            now = clock.now()
+            return await state.read(lambda conn: payment_error_rows(conn, now - HOUR, 50))
+
+        def store(body: dict[str, Any]) -> None:
+            with engine.connect() as conn:
+                write_options(conn)
+                with conn.begin():
+                    if engine.dialect.name == "postgresql":
+                        # Several processes may store the same snapshot at once.
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305441863)")
+                    store_snapshot(conn, body, clock.now())
+
+        async def store_metrics(body: dict[str, Any]) -> None:
+            await asyncio.to_thread(store, body)
+
+        hub = Hub(
+            compute_metrics=compute_metrics,
+            compute_errors=compute_errors,
+            store_metrics=store_metrics,
+            push_interval=settings.push_interval,
+            refresh_interval=settings.refresh_interval,
+        )
+
+        def on_commit(outcome: BatchOutcome) -> None:
+            hub.mark_dirty(metrics=True, errors=outcome.payment_errors > 0)
+
+        writer = GroupCommitWriter(engine, max_batch=settings.batch_max_events, on_commit=on_commit)
+        state = ServerState(
+            settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
+        )
+        app.state.nm = state
+        writer.start()
+        hub.start()
+        tasks = [asyncio.create_task(_cleanup_loop(state), name="nm-cleanup")]
+        if engine.dialect.name == "postgresql":
+            tasks.append(
+                asyncio.create_task(
+                    listen(url, lambda payload: hub.mark_dirty(errors=payload == "errors")),
+                    name="nm-listen",
+                )
+            )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await hub.stop()
+            await writer.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="nilemetrics",
+        version=__version__,
+        summary="Live customer-activity tracking for online shops.",
+        lifespan=lifespan,
+    )
+    app.include_router(ingest.router)
+    app.include_router(dashboard.router)
+    app.include_router(ws.router)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
+    app.add_exception_handler(DBAPIError, _unavailable)
+    app.add_exception_handler(EventRejected, _rejected)
+    app.add_middleware(
+        IngestBodyMiddleware, prefix=API_PREFIX, max_bytes=settings.max_body_bytes
+    )
+    # Outermost, so that error answers carry CORS headers the browser can read.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-Requested-With"],
+        max_age=600,
+    )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _cleanup_loop(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.cleanup_interval)
+        try:
+            await dashboard.run_cleanup(state)
+        except DatabaseUnavailable as exc:
+            log.warning("cleanup skipped: database unavailable (%s)", exc)
+        except Exception:
+            log.exception("cleanup tick failed")
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    reason = describe_db_error(exc) if isinstance(exc, DBAPIError) else str(exc)
+    log.warning("database unavailable for %s %s: %s", request.method, request.url.path, reason)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "database unavailable; nothing was stored, retry later"},
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": str(exc)})

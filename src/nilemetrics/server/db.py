@@ -1,0 +1,159 @@
+"""Engines, SQLite tuning and versioned schema setup (Alembic)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Arbitrary constant key for the PostgreSQL advisory lock held while migrating,
+#: so several `serve` processes starting together migrate one at a time.
+_MIGRATION_LOCK_KEY = 7_305_441_862
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or is locked; the request may be retried."""
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL is malformed or names an unsupported driver."""
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    """Whether this engine or connection talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, busy_timeout: float = 5.0, **kwargs: Any) -> Engine:
+    """Create an engine tuned for this workload.
+
+    SQLite: WAL (readers never block the writer), ``synchronous=FULL`` (a commit
+    is on disk before we answer), a busy timeout, and ``BEGIN IMMEDIATE`` for
+    transactions that write, so a writer never fails upgrading a read lock.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"invalid database URL {url!r}") from exc
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise DatabaseUrlError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH "
+            "or postgresql+psycopg://USER@HOST/DB"
+        )
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except NoSuchModuleError as exc:
+            raise DatabaseUrlError(f"unsupported database driver in {url!r}") from exc
+        _tune_sqlite(engine, busy_timeout)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    try:
+        return create_engine(parsed, **kwargs)
+    except NoSuchModuleError as exc:
+        raise DatabaseUrlError(
+            f"unsupported database driver in {url!r}: use postgresql+psycopg://"
+        ) from exc
+
+
+def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so that we issue BEGIN.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def write_options(conn: Connection) -> Connection:
+    """Mark a connection's next transaction as a writing one (``BEGIN IMMEDIATE`` on SQLite)."""
+    return conn.execution_options(sqlite_immediate=True)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (``None`` for an empty database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Create or upgrade the schema in place; safe to run again and concurrently.
+
+    Returns the revision before and after.
+    """
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+            try:
+                before = MigrationContext.configure(conn).get_current_revision()
+                command.upgrade(alembic_config(conn), "head")
+                conn.commit()
+            finally:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                    )
+                    conn.commit()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(describe_db_error(exc)) from exc
+    return before, head_revision()
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line saying what went wrong with the database, without the SQL or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()
+    return first[0] if first else type(orig).__name__
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"

@@ -1,0 +1,170 @@
+"""WebSocket hub: coalesced pushes of live metrics and payment errors.
+
+Changes only mark the hub dirty. One loop recomputes the numbers at most every
+``push_interval`` and pushes a frame only when they differ from the last one.
+Each subscriber has a one-slot mailbox per frame type: a slow client gets the
+latest frame, never a growing queue, and never slows anyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from nilemetrics.protocol import WsEvent
+
+log = logging.getLogger(__name__)
+
+
+def frame(event: str, data: Any) -> str:
+    """Encode one WebSocket frame."""
+    return json.dumps({"event": event, "data": data}, separators=(",", ":"), default=str)
+
+
+class Subscriber:
+    """One connected dashboard; frames are sent by its own task."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.seller_id: str | None = None
+        self._pending: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self.sent = 0
+
+    def offer(self, event: str, text: str) -> None:
+        """Replace any unsent frame of the same type with this one."""
+        self._pending[event] = text
+        self._wake.set()
+
+    async def pump(self) -> None:
+        """Send frames as they come, until the connection fails."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            for text in pending.values():
+                await self.websocket.send_text(text)
+                self.sent += 1
+
+
+class Hub:
+    """Computes live numbers when something changed and fans them out."""
+
+    def __init__(
+        self,
+        *,
+        compute_metrics: Callable[[], Awaitable[dict[str, Any]]],
+        compute_errors: Callable[[], Awaitable[list[dict[str, Any]]]],
+        store_metrics: Callable[[dict[str, Any]], Awaitable[None]] | None,
+        push_interval: float,
+        refresh_interval: float,
+    ) -> None:
+        self._compute_metrics = compute_metrics
+        self._compute_errors = compute_errors
+        self._store_metrics = store_metrics
+        self._push_interval = push_interval
+        self._refresh_interval = refresh_interval
+        self.subscribers: set[Subscriber] = set()
+        self._metrics_dirty = True
+        self._errors_dirty = True
+        self._wake = asyncio.Event()
+        self._last_push = 0.0
+        self._last_key: str | None = None
+        self.metrics_frame: str | None = None
+        self.errors_frame: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.pushes = 0
+
+    def start(self) -> None:
+        """Start the push loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="nm-hub")
+
+    async def stop(self) -> None:
+        """Stop the push loop."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def mark_dirty(self, *, metrics: bool = True, errors: bool = False) -> None:
+        """Something changed: recompute soon (coalesced with other changes)."""
+        self._metrics_dirty = self._metrics_dirty or metrics
+        self._errors_dirty = self._errors_dirty or errors
+        self._wake.set()
+
+    def broadcast(self, event: str, text: str) -> None:
+        """Offer a frame to every subscriber."""
+        for sub in self.subscribers:
+            sub.offer(event, text)
+
+    def heartbeat(self, timestamp: str) -> None:
+        """Send ``metrics-heartbeat`` (one per cleanup tick)."""
+        self.broadcast(WsEvent.METRICS_HEARTBEAT, frame(WsEvent.METRICS_HEARTBEAT,
+                                                        {"timestamp": timestamp}))
+
+    async def subscribe(self, websocket: WebSocket) -> Subscriber:
+        """Register a subscriber and hand it the current numbers at once."""
+        sub = Subscriber(websocket)
+        if self.metrics_frame is None or self.errors_frame is None:
+            await self._refresh(metrics=self.metrics_frame is None,
+                                errors=self.errors_frame is None)
+        if self.metrics_frame is not None:
+            sub.offer(WsEvent.METRICS_UPDATE, self.metrics_frame)
+        if self.errors_frame is not None:
+            sub.offer(WsEvent.PAYMENT_ERRORS_UPDATE, self.errors_frame)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """Forget a subscriber."""
+        self.subscribers.discard(sub)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._refresh_interval)
+            except TimeoutError:
+                # Sessions leave the live window without any event: look again.
+                self._metrics_dirty = True
+            self._wake.clear()
+            delay = self._last_push + self._push_interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            metrics, errors = self._metrics_dirty, self._errors_dirty
+            self._metrics_dirty = self._errors_dirty = False
+            self._last_push = time.monotonic()
+            try:
+                await self._refresh(metrics=metrics, errors=errors, push=True)
+            except Exception as exc:
+                log.warning("could not refresh live numbers: %s", exc)
+                self._metrics_dirty |= metrics
+                self._errors_dirty |= errors
+
+    async def _refresh(self, *, metrics: bool, errors: bool, push: bool = False) -> None:
+        if metrics:
+            body = await self._compute_metrics()
+            key = json.dumps({k: v for k, v in body.items() if k != "lastUpdated"},
+                             sort_keys=True, default=str)
+            if key != self._last_key:
+                self._last_key = key
+                self.metrics_frame = frame(WsEvent.METRICS_UPDATE, body)
+                if push:
+                    self.pushes += 1
+                    self.broadcast(WsEvent.METRICS_UPDATE, self.metrics_frame)
+                if self._store_metrics is not None:
+                    await self._store_metrics(body)
+        if errors:
+            rows = await self._compute_errors()
+            text = frame(WsEvent.PAYMENT_ERRORS_UPDATE, rows)
+            if text != self.errors_frame:
+                self.errors_frame = text
+                if push:
+                    self.broadcast(WsEvent.PAYMENT_ERRORS_UPDATE, text)

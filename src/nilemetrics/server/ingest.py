@@ -1,0 +1,494 @@
+"""Applying a batch of tracking events in one transaction (the group commit's body).
+
+Session and page-visit changes, which are nearly all the traffic, are worked out
+in memory and written with a few ``executemany`` statements per batch. Checkout
+and payment events are rarer and touch one checkout each; they are written in
+arrival order as they come.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nilemetrics.protocol import CheckoutStatus
+from nilemetrics.server.privacy import RequestContext
+from nilemetrics.server.schemas import (
+    CheckoutStartIn,
+    PageVisitIn,
+    PaymentErrorIn,
+    PaymentStartIn,
+    SessionStartIn,
+)
+from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
+
+EventKind = Literal[
+    "session-start",
+    "session-heartbeat",
+    "page-visit",
+    "checkout-start",
+    "payment-start",
+    "payment-error",
+    "payment-success",
+    "session-end",
+]
+
+
+@dataclass(slots=True)
+class TrackedEvent:
+    """One validated event, stamped with the server's receive time."""
+
+    kind: EventKind
+    session_id: str
+    at: datetime
+    context: RequestContext
+    body: BaseModel
+    event_id: str | None = None
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a committed batch did: per event whether it was applied (or a duplicate)."""
+
+    applied: list[bool]
+    payment_errors: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was written besides nothing at all."""
+        return any(self.applied)
+
+
+@dataclass(slots=True)
+class _SessionState:
+    exists: bool
+    is_active: bool
+    started_at: datetime
+    last_activity: datetime
+    ended_at: datetime | None = None
+    current_page_type: str | None = None
+    current_page_identifier: str | None = None
+    user_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    db_open_visit_at: datetime | None = None
+    new_visit: dict[str, Any] | None = None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Checkout:
+    id: int
+    status: str
+    total_amount: Decimal | None
+    payment_method: str | None
+    error_count: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    states: dict[str, _SessionState] = field(default_factory=dict)
+    visit_closes: list[dict[str, Any]] = field(default_factory=list)
+    visit_inserts: list[dict[str, Any]] = field(default_factory=list)
+    checkouts: dict[str, _Checkout | None] = field(default_factory=dict)
+
+
+def _upsert_dialect_insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _payload(event: TrackedEvent) -> dict[str, Any]:
+    data = event.body.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude={"session_id", "event_id"}
+    )
+    return data
+
+
+def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
+    """Append events to the log; return, per event, False when its eventId was seen before."""
+    applied = [True] * len(events)
+    seen: set[str] = set()
+    client_rows: list[dict[str, Any]] = []
+    server_rows: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        row = {
+            "event_type": event.kind,
+            "session_id": event.session_id,
+            "occurred_at": event.at,
+            "payload": _payload(event),
+        }
+        if event.event_id is None:
+            row["event_id"] = uuid.uuid4().hex
+            server_rows.append(row)
+        elif event.event_id in seen:
+            applied[index] = False
+        else:
+            seen.add(event.event_id)
+            row["event_id"] = event.event_id
+            client_rows.append(row)
+    if client_rows:
+        stmt = (
+            _upsert_dialect_insert(conn)(events_t)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events_t.c.event_id)
+        )
+        inserted = set(conn.execute(stmt, client_rows).scalars())
+        for index, event in enumerate(events):
+            if event.event_id is not None and event.event_id not in inserted:
+                applied[index] = False
+    if server_rows:
+        conn.execute(insert(events_t), server_rows)
+    return applied
+
+
+def _load_sessions(conn: Connection, session_ids: list[str]) -> dict[str, _SessionState]:
+    s, v = sessions_t.c, visits_t.c
+    stmt = (
+        select(
+            s.session_id, s.is_active, s.started_at, s.last_activity, s.ended_at,
+            s.current_page_type, s.current_page_identifier, s.user_id, s.email, s.phone,
+            s.ip_address, s.user_agent, v.entered_at,
+        )
+        .select_from(
+            sessions_t.outerjoin(
+                visits_t, (v.session_id == s.session_id) & v.is_active.is_(True)
+            )
+        )
+        .where(s.session_id.in_(session_ids))
+    )
+    if conn.dialect.name == "postgresql":
+        # Several server processes may hold events of one session: serialise them.
+        stmt = stmt.with_for_update(of=sessions_t)
+    states: dict[str, _SessionState] = {}
+    for row in conn.execute(stmt):
+        known = states.get(row.session_id)
+        if known is not None:
+            if row.entered_at is not None and (
+                known.db_open_visit_at is None or row.entered_at > known.db_open_visit_at
+            ):
+                known.db_open_visit_at = row.entered_at
+            continue
+        states[row.session_id] = _SessionState(
+            exists=True,
+            is_active=row.is_active,
+            started_at=row.started_at,
+            last_activity=row.last_activity,
+            ended_at=row.ended_at,
+            current_page_type=row.current_page_type,
+            current_page_identifier=row.current_page_identifier,
+            user_id=row.user_id,
+            email=row.email,
+            phone=row.phone,
+            ip_address=row.ip_address,
+            user_agent=row.user_agent,
+            db_open_visit_at=row.entered_at,
+        )
+    return states
+
+
+def _touch(state: _SessionState, event: TrackedEvent) -> None:
+    state.dirty = True
+    if event.at > state.last_activity:
+        state.last_activity = event.at
+    if not state.is_active:
+        # A later event revives a session that ended or timed out.
+        state.is_active = True
+        state.ended_at = None
+    ctx = event.context
+    if not ctx.anonymous:
+        if state.ip_address is None and ctx.ip_address:
+            state.ip_address = ctx.ip_address
+        if state.user_agent is None and ctx.user_agent:
+            state.user_agent = ctx.user_agent
+
+
+def _close_visit(plan: _Plan, session_id: str, state: _SessionState, at: datetime) -> None:
+    if state.new_visit is not None:
+        visit = state.new_visit
+        visit["exited_at"] = at
+        visit["duration_seconds"] = max(0.0, (at - visit["entered_at"]).total_seconds())
+        visit["is_active"] = False
+        state.new_visit = None
+    elif state.db_open_visit_at is not None:
+        plan.visit_closes.append(
+            {
+                "b_session_id": session_id,
+                "exited_at": at,
+                "duration_seconds": max(0.0, (at - state.db_open_visit_at).total_seconds()),
+            }
+        )
+        state.db_open_visit_at = None
+
+
+def _new_state(event: TrackedEvent) -> _SessionState:
+    ctx = event.context
+    return _SessionState(
+        exists=False,
+        is_active=True,
+        started_at=event.at,
+        last_activity=event.at,
+        ip_address=None if ctx.anonymous else ctx.ip_address,
+        user_agent=None if ctx.anonymous else ctx.user_agent,
+        dirty=True,
+    )
+
+
+def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
+    """Apply ``events`` in order inside the caller's transaction."""
+    applied = _log_events(conn, events)
+    live = [event for event, ok in zip(events, applied, strict=True) if ok]
+    plan = _Plan()
+    wanted = list(dict.fromkeys(e.session_id for e in live if e.kind != "session-start"))
+    if wanted:
+        plan.states = _load_sessions(conn, wanted)
+    outcome = BatchOutcome(applied=applied)
+    for event in live:
+        sid = event.session_id
+        state = plan.states.get(sid)
+        if state is None:
+            # An id the server has never seen (or a fresh session/start) creates it.
+            state = plan.states[sid] = _new_state(event)
+        _touch(state, event)
+        kind = event.kind
+        body = event.body
+        if kind == "page-visit":
+            assert isinstance(body, PageVisitIn)
+            _close_visit(plan, sid, state, event.at)
+            visit = {
+                "session_id": sid,
+                "page_type": body.page_type.value,
+                "page_identifier": body.page_identifier,
+                "page_url": body.page_url,
+                "entered_at": event.at,
+                "exited_at": None,
+                "duration_seconds": None,
+                "is_active": True,
+            }
+            plan.visit_inserts.append(visit)
+            state.new_visit = visit
+            state.current_page_type = body.page_type.value
+            state.current_page_identifier = body.page_identifier
+        elif kind == "session-start":
+            assert isinstance(body, SessionStartIn)
+            if not event.context.anonymous:
+                state.user_id = body.user_id
+                state.email = body.email
+                state.phone = body.phone
+        elif kind == "session-end":
+            _close_visit(plan, sid, state, event.at)
+            state.is_active = False
+            state.ended_at = event.at
+        elif kind in ("checkout-start", "payment-start", "payment-error", "payment-success"):
+            if _apply_checkout_event(conn, plan, state, event):
+                outcome.payment_errors += 1
+    _write_sessions(conn, plan)
+    return outcome
+
+
+def _write_sessions(conn: Connection, plan: _Plan) -> None:
+    new_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for sid, st in plan.states.items():
+        if not st.dirty:
+            continue
+        row = {
+            "is_active": st.is_active,
+            "last_activity": st.last_activity,
+            "ended_at": st.ended_at,
+            "current_page_type": st.current_page_type,
+            "current_page_identifier": st.current_page_identifier,
+            "user_id": st.user_id,
+            "email": st.email,
+            "phone": st.phone,
+            "ip_address": st.ip_address,
+            "user_agent": st.user_agent,
+        }
+        if st.exists:
+            row["b_session_id"] = sid
+            updates.append(row)
+        else:
+            row["session_id"] = sid
+            row["started_at"] = st.started_at
+            new_rows.append(row)
+    if new_rows:
+        conn.execute(insert(sessions_t), new_rows)
+    if updates:
+        conn.execute(_SESSION_UPDATE, updates)
+    if plan.visit_closes:
+        conn.execute(_VISIT_CLOSE, plan.visit_closes)
+    if plan.visit_inserts:
+        conn.execute(insert(visits_t), plan.visit_inserts)
+
+
+_SESSION_UPDATE = (
+    update(sessions_t)
+    .where(sessions_t.c.session_id == bindparam("b_session_id"))
+    .values(
+        is_active=bindparam("is_active"),
+        last_activity=bindparam("last_activity"),
+        ended_at=bindparam("ended_at"),
+        current_page_type=bindparam("current_page_type"),
+        current_page_identifier=bindparam("current_page_identifier"),
+        user_id=bindparam("user_id"),
+        email=bindparam("email"),
+        phone=bindparam("phone"),
+        ip_address=bindparam("ip_address"),
+        user_agent=bindparam("user_agent"),
+    )
+)
+
+_VISIT_CLOSE = (
+    update(visits_t)
+    .where(
+        (visits_t.c.session_id == bindparam("b_session_id")) & visits_t.c.is_active.is_(True)
+    )
+    .values(
+        exited_at=bindparam("exited_at"),
+        duration_seconds=bindparam("duration_seconds"),
+        is_active=False,
+    )
+)
+
+
+def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkout | None:
+    if session_id in plan.checkouts:
+        return plan.checkouts[session_id]
+    c = checkouts_t.c
+    stmt = (
+        select(c.id, c.status, c.total_amount, c.payment_method, c.error_count)
+        .where(c.session_id == session_id)
+        .order_by(c.id.desc())
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    found = (
+        _Checkout(row.id, row.status, row.total_amount, row.payment_method, row.error_count)
+        if row
+        else None
+    )
+    plan.checkouts[session_id] = found
+    return found
+
+
+def _apply_checkout_event(
+    conn: Connection, plan: _Plan, state: _SessionState, event: TrackedEvent
+) -> bool:
+    """Write one checkout/payment event; return True when it recorded a payment error."""
+    sid, at, body = event.session_id, event.at, event.body
+    c = checkouts_t.c
+    current = _latest_checkout(conn, plan, sid)
+    open_checkout = current if current and current.status != CheckoutStatus.COMPLETED else None
+
+    if isinstance(body, CheckoutStartIn):
+        if open_checkout is not None:
+            # Starting over (a changed basket) leaves the unfinished checkout behind.
+            conn.execute(
+                update(checkouts_t)
+                .where(c.id == open_checkout.id)
+                .values(status=CheckoutStatus.ABANDONED.value, updated_at=at)
+            )
+        amount = body.total_amount.quantize(Decimal("0.01"))
+        new_id = conn.execute(
+            insert(checkouts_t)
+            .values(
+                session_id=sid,
+                user_id=state.user_id,
+                email=state.email,
+                phone=state.phone,
+                checkout_items=body.checkout_items,
+                total_amount=amount,
+                payment_method=body.payment_method,
+                status=CheckoutStatus.IN_PROGRESS.value,
+                error_count=0,
+                started_at=at,
+                updated_at=at,
+            )
+            .returning(c.id)
+        ).scalar_one()
+        plan.checkouts[sid] = _Checkout(
+            new_id, CheckoutStatus.IN_PROGRESS.value, amount, body.payment_method, 0
+        )
+        return False
+
+    if isinstance(body, PaymentStartIn):
+        if open_checkout is None:
+            return False
+        values: dict[str, Any] = {
+            "status": CheckoutStatus.PAYMENT_STARTED.value,
+            "payment_started_at": at,
+            "updated_at": at,
+        }
+        if body.payment_method:
+            values["payment_method"] = body.payment_method
+            open_checkout.payment_method = body.payment_method
+        conn.execute(update(checkouts_t).where(c.id == open_checkout.id).values(**values))
+        open_checkout.status = CheckoutStatus.PAYMENT_STARTED.value
+        return False
+
+    if isinstance(body, PaymentErrorIn):
+        error = body.normalised()
+        details = error.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if event.context.anonymous:
+            details.pop("userAgent", None)
+        attempt = 1
+        method = body.payment_method
+        amount = None
+        checkout_id = None
+        if open_checkout is not None:
+            open_checkout.error_count += 1
+            open_checkout.status = CheckoutStatus.FAILED.value
+            if method:
+                open_checkout.payment_method = method
+            attempt = open_checkout.error_count
+            method = open_checkout.payment_method
+            amount = open_checkout.total_amount
+            checkout_id = open_checkout.id
+            conn.execute(
+                update(checkouts_t)
+                .where(c.id == open_checkout.id)
+                .values(
+                    status=CheckoutStatus.FAILED.value,
+                    payment_error_at=at,
+                    error_count=open_checkout.error_count,
+                    payment_method=method,
+                    updated_at=at,
+                )
+            )
+        conn.execute(
+            insert(errors_t).values(
+                checkout_id=checkout_id,
+                session_id=sid,
+                attempt=attempt,
+                error_code=error.error_code,
+                error_message=error.error_message,
+                error_details=details,
+                amount=amount,
+                payment_method=method,
+                page_url=error.url,
+                ip_address=event.context.ip_address,
+                user_agent=event.context.user_agent,
+                occurred_at=at,
+            )
+        )
+        return True
+
+    # payment-success
+    if open_checkout is not None:
+        conn.execute(
+            update(checkouts_t)
+            .where(c.id == open_checkout.id)
+            .values(status=CheckoutStatus.COMPLETED.value, completed_at=at, updated_at=at)
+        )
+        open_checkout.status = CheckoutStatus.COMPLETED.value
+    return False

@@ -1,0 +1,168 @@
+"""Live numbers and payment-error rows, read from the current-page columns.
+
+Live counts use the partial index ``ix_user_sessions_live`` (active sessions by
+last activity), so their cost follows the number of live sessions, not history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from nilemetrics.protocol import CheckoutStatus, PageType
+from nilemetrics.server.tables import (
+    checkouts_t,
+    errors_t,
+    live_metrics_t,
+    sessions_t,
+)
+
+HOUR = timedelta(hours=1)
+
+# Page types with a single counter, and the JSON key each is reported under.
+_SCALAR_KEYS = {
+    PageType.HOMEPAGE.value: "homepage",
+    PageType.PRODUCT.value: "product",
+    PageType.SEARCH.value: "search",
+    PageType.CHECKOUT.value: "checkout",
+    PageType.PAYMENT.value: "payment",
+    PageType.PAYMENT_ERROR.value: "paymentError",
+    PageType.OTHER.value: "other",
+}
+
+
+def live_counts(conn: Connection, now: datetime, live_window: float) -> dict[str, Any]:
+    """Live sessions per page; every live session counts on exactly one page.
+
+    A live session that has not reported a page yet counts under ``other``.
+    """
+    s = sessions_t.c
+    cutoff = now - timedelta(seconds=live_window)
+    rows = conn.execute(
+        select(s.current_page_type, s.current_page_identifier, func.count())
+        .where(s.is_active.is_(True) & (s.last_activity >= cutoff))
+        .group_by(s.current_page_type, s.current_page_identifier)
+    ).all()
+    counts: dict[str, Any] = {key: 0 for key in _SCALAR_KEYS.values()}
+    categories: dict[str, int] = {}
+    offers: dict[str, int] = {}
+    total = 0
+    for page_type, identifier, n in rows:
+        total += n
+        if page_type == PageType.CATEGORY.value:
+            categories[identifier or ""] = categories.get(identifier or "", 0) + n
+        elif page_type == PageType.OFFER.value:
+            offers[identifier or ""] = offers.get(identifier or "", 0) + n
+        else:
+            key = _SCALAR_KEYS.get(page_type or "other", "other")
+            counts[key] += n
+    counts["categories"] = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])))
+    counts["offers"] = dict(sorted(offers.items(), key=lambda kv: (-kv[1], kv[0])))
+    counts["liveSessions"] = total
+    return counts
+
+
+def hour_figures(conn: Connection, now: datetime) -> dict[str, Any]:
+    """Payment figures of the last hour.
+
+    ``paymentSuccessRate`` is, of the checkouts whose payment reached an outcome
+    in the last hour, the share that paid (a checkout that failed and then paid
+    counts once, as a success); ``None`` when there was no outcome.
+    """
+    since = now - HOUR
+    c, e = checkouts_t.c, errors_t.c
+    checkouts = conn.execute(
+        select(func.count()).select_from(checkouts_t).where(c.started_at >= since)
+    ).scalar_one()
+    errors = conn.execute(
+        select(func.count()).select_from(errors_t).where(e.occurred_at >= since)
+    ).scalar_one()
+    successes = conn.execute(
+        select(func.count()).select_from(checkouts_t).where(c.completed_at >= since)
+    ).scalar_one()
+    failures = conn.execute(
+        select(func.count())
+        .select_from(checkouts_t)
+        .where((c.status == CheckoutStatus.FAILED.value) & (c.payment_error_at >= since))
+    ).scalar_one()
+    outcomes = successes + failures
+    return {
+        "checkoutsLastHour": checkouts,
+        "paymentErrorsLastHour": errors,
+        "paymentSuccessesLastHour": successes,
+        "paymentFailuresLastHour": failures,
+        "paymentSuccessRate": round(successes / outcomes, 4) if outcomes else None,
+    }
+
+
+def snapshot(conn: Connection, now: datetime, live_window: float) -> dict[str, Any]:
+    """The body of GET ``/live-metrics`` and of ``metrics-update`` frames."""
+    body = live_counts(conn, now, live_window)
+    body.update(hour_figures(conn, now))
+    body["liveWindowSeconds"] = live_window
+    body["lastUpdated"] = now.isoformat().replace("+00:00", "Z")
+    return body
+
+
+def store_snapshot(conn: Connection, body: dict[str, Any], now: datetime) -> None:
+    """Replace the ``live_metrics`` rows with this snapshot (for other tools to read)."""
+    rows: list[dict[str, Any]] = [
+        {"metric_type": key, "metric_identifier": "", "active_users_count": body[key]}
+        for key in (*_SCALAR_KEYS.values(), "liveSessions")
+    ]
+    for kind, key in (("category", "categories"), ("offer", "offers")):
+        rows.extend(
+            {"metric_type": kind, "metric_identifier": ident, "active_users_count": n}
+            for ident, n in body[key].items()
+        )
+    for row in rows:
+        row["last_updated"] = now
+    conn.execute(delete(live_metrics_t))
+    conn.execute(insert(live_metrics_t), rows)
+
+
+def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[dict[str, Any]]:
+    """Payment errors since ``since``, newest first, with their checkout's context."""
+    e, c, s = errors_t.c, checkouts_t.c, sessions_t.c
+    stmt = (
+        select(
+            e.id, e.session_id, e.attempt, e.error_code, e.error_message, e.error_details,
+            e.amount, e.payment_method, e.ip_address, e.user_agent, e.occurred_at,
+            c.checkout_items, c.total_amount, c.status, c.email.label("c_email"),
+            c.phone.label("c_phone"), s.email.label("s_email"), s.phone.label("s_phone"),
+        )
+        .select_from(
+            errors_t.outerjoin(checkouts_t, c.id == e.checkout_id).outerjoin(
+                sessions_t, s.session_id == e.session_id
+            )
+        )
+        .where(e.occurred_at >= since)
+        .order_by(e.occurred_at.desc(), e.id.desc())
+        .limit(limit)
+    )
+    out = []
+    for row in conn.execute(stmt):
+        amount: Decimal | None = row.amount if row.amount is not None else row.total_amount
+        out.append(
+            {
+                "id": row.id,
+                "session_id": row.session_id,
+                "attempt": row.attempt,
+                "email": row.c_email or row.s_email,
+                "phone": row.c_phone or row.s_phone,
+                "checkout_items": row.checkout_items,
+                "total_amount": None if amount is None else f"{amount:.2f}",
+                "payment_method": row.payment_method,
+                "payment_error_at": row.occurred_at.isoformat().replace("+00:00", "Z"),
+                "error_code": row.error_code,
+                "error_message": row.error_message,
+                "error_details": row.error_details,
+                "ip_address": row.ip_address,
+                "user_agent": row.user_agent,
+                "checkout_status": row.status,
+            }
+        )
+    return out

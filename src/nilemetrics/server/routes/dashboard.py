@@ -1,0 +1,61 @@
+"""Dashboard and operations endpoints (bearer token: they carry personal data)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from nilemetrics.protocol import API_PREFIX
+from nilemetrics.server.cleanup import end_stale_sessions
+from nilemetrics.server.live import payment_error_rows, snapshot
+from nilemetrics.server.schemas import CleanupOut, LiveMetricsOut, PaymentErrorRow
+from nilemetrics.server.state import ServerState, StateDep, TokenDep
+
+router = APIRouter(prefix=API_PREFIX, tags=["dashboard"], dependencies=[TokenDep])
+
+
+@router.get("/live-metrics", response_model=LiveMetricsOut)
+async def live_metrics(state: StateDep) -> dict[str, Any]:
+    """Live sessions per page now, and the last hour's payment figures."""
+    now = state.now()
+    window = state.settings.live_window
+    return await state.read(lambda conn: snapshot(conn, now, window))
+
+
+@router.get("/payment-errors", response_model=list[PaymentErrorRow])
+async def payment_errors(
+    state: StateDep,
+    since: Annotated[
+        datetime | None,
+        Query(description="ISO 8601 time; default: one hour ago. Naive times are UTC."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most rows to return.")] = 50,
+) -> list[dict[str, Any]]:
+    """Payment errors, newest first, with checkout context and contact fields."""
+    if since is None:
+        since = state.now() - timedelta(hours=1)
+    elif since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    start = since
+    return await state.read(lambda conn: payment_error_rows(conn, start, limit))
+
+
+@router.post("/cleanup-sessions", response_model=CleanupOut)
+async def cleanup_sessions(state: StateDep) -> CleanupOut:
+    """End sessions idle past the session timeout now (the cleanup loop's work)."""
+    ended = await run_cleanup(state)
+    return CleanupOut(ended=ended)
+
+
+async def run_cleanup(state: ServerState) -> int:
+    """One cleanup tick: end stale sessions, push fresh numbers and a heartbeat."""
+    now = state.now()
+    timeout = state.settings.session_timeout
+    ended, _closed = await state.writer.run_job(
+        lambda conn: end_stale_sessions(conn, now, timeout)
+    )
+    state.hub.mark_dirty()
+    state.hub.heartbeat(now.isoformat().replace("+00:00", "Z"))
+    return int(ended)

@@ -1,0 +1,194 @@
+"""Ingestion API called by the shop's pages (public, CORS for the shop's origins)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+
+from nilemetrics.protocol import API_PREFIX
+from nilemetrics.server.ingest import EventKind, TrackedEvent
+from nilemetrics.server.privacy import RequestContext
+from nilemetrics.server.schemas import (
+    BatchIn,
+    BatchOut,
+    CheckoutStartIn,
+    PageVisitIn,
+    PaymentErrorIn,
+    PaymentStartIn,
+    SessionEventIn,
+    SessionStartIn,
+    SessionStartOut,
+    SuccessOut,
+)
+from nilemetrics.server.state import ServerState, StateDep
+from nilemetrics.server.tables import events_t
+from nilemetrics.server.validation import describe_errors
+
+router = APIRouter(prefix=API_PREFIX, tags=["ingestion"])
+
+_BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn]]] = {
+    "session-heartbeat": ("session-heartbeat", SessionEventIn),
+    "page-visit": ("page-visit", PageVisitIn),
+    "checkout-start": ("checkout-start", CheckoutStartIn),
+    "payment-start": ("payment-start", PaymentStartIn),
+    "payment-error": ("payment-error", PaymentErrorIn),
+    "payment-success": ("payment-success", SessionEventIn),
+    "session-end": ("session-end", SessionEventIn),
+}
+
+
+def _minimise(body: BaseModel, ctx: RequestContext) -> BaseModel:
+    """Drop personal data from a body whose sender asked not to be tracked."""
+    if not ctx.anonymous:
+        return body
+    if isinstance(body, SessionStartIn):
+        return body.model_copy(update={"user_id": None, "email": None, "phone": None})
+    if isinstance(body, PaymentErrorIn) and isinstance(body.error_details, dict):
+        details = {k: v for k, v in body.error_details.items() if k != "userAgent"}
+        return body.model_copy(update={"error_details": details})
+    return body
+
+
+def _event(
+    state: ServerState, request: Request, kind: EventKind, session_id: str, body: BaseModel
+) -> TrackedEvent:
+    ctx = state.context(request)
+    return TrackedEvent(
+        kind=kind,
+        session_id=session_id,
+        at=state.now(),
+        context=ctx,
+        body=_minimise(body, ctx),
+        event_id=getattr(body, "event_id", None),
+    )
+
+
+async def _track(
+    state: ServerState, request: Request, kind: EventKind, body: SessionEventIn
+) -> SuccessOut:
+    await state.writer.submit(_event(state, request, kind, body.session_id, body))
+    return SuccessOut()
+
+
+@router.post("/session/start", response_model=SessionStartOut)
+async def session_start(
+    request: Request, state: StateDep, body: SessionStartIn | None = None
+) -> dict[str, str]:
+    """Start a session; the body (optional) names a logged-in customer."""
+    body = body or SessionStartIn()
+    session_id = str(uuid.uuid4())
+    applied = await state.writer.submit(
+        _event(state, request, "session-start", session_id, body)
+    )
+    if not applied and body.event_id is not None:
+        # A retried start: answer with the session the first attempt created.
+        event_id = body.event_id
+        stored = await state.read(
+            lambda conn: conn.execute(
+                select(events_t.c.session_id).where(events_t.c.event_id == event_id)
+            ).scalar_one_or_none()
+        )
+        session_id = stored or session_id
+    return {"sessionId": session_id}
+
+
+@router.post("/session/heartbeat", response_model=SuccessOut)
+async def session_heartbeat(
+    request: Request, state: StateDep, body: SessionEventIn
+) -> SuccessOut:
+    """Keep a session live (the client sends one every 30 s while visible)."""
+    return await _track(state, request, "session-heartbeat", body)
+
+
+@router.post("/session/end", response_model=SuccessOut)
+async def session_end(request: Request, state: StateDep, body: SessionEventIn) -> SuccessOut:
+    """End a session now (also accepted as a ``navigator.sendBeacon`` blob)."""
+    return await _track(state, request, "session-end", body)
+
+
+@router.post("/track/page-visit", response_model=SuccessOut)
+async def track_page_visit(request: Request, state: StateDep, body: PageVisitIn) -> SuccessOut:
+    """The session is now on this page."""
+    return await _track(state, request, "page-visit", body)
+
+
+@router.post("/track/checkout-start", response_model=SuccessOut)
+async def track_checkout_start(
+    request: Request, state: StateDep, body: CheckoutStartIn
+) -> SuccessOut:
+    """The session started a checkout with this basket."""
+    return await _track(state, request, "checkout-start", body)
+
+
+@router.post("/track/payment-start", response_model=SuccessOut)
+async def track_payment_start(
+    request: Request, state: StateDep, body: PaymentStartIn
+) -> SuccessOut:
+    """The session's checkout went to payment."""
+    return await _track(state, request, "payment-start", body)
+
+
+@router.post("/track/payment-error", response_model=SuccessOut)
+async def track_payment_error(
+    request: Request, state: StateDep, body: PaymentErrorIn
+) -> SuccessOut:
+    """A payment failed (nested ``errorDetails`` form or flat form)."""
+    return await _track(state, request, "payment-error", body)
+
+
+@router.post("/track/payment-success", response_model=SuccessOut)
+async def track_payment_success(
+    request: Request, state: StateDep, body: SessionEventIn
+) -> SuccessOut:
+    """The session's checkout was paid."""
+    return await _track(state, request, "payment-success", body)
+
+
+@router.post("/events", response_model=BatchOut)
+async def track_batch(
+    request: Request, state: StateDep, body: BatchIn
+) -> BatchOut | JSONResponse:
+    """Many events in one request, applied in order; each item has a ``type``.
+
+    Types: session-heartbeat, page-visit, checkout-start, payment-start,
+    payment-error, payment-success, session-end; the other fields are those of
+    the single-event endpoint. One invalid item rejects the whole request.
+    """
+    events: list[TrackedEvent] = []
+    problems: list[dict[str, Any]] = []
+    for index, item in enumerate(body.events):
+        kind_name = item.get("type")
+        spec = _BATCH_MODELS.get(kind_name) if isinstance(kind_name, str) else None
+        if spec is None:
+            problems.append(
+                {
+                    "field": f"events[{index}].type",
+                    "message": "must be one of " + ", ".join(_BATCH_MODELS),
+                }
+            )
+            continue
+        kind, model = spec
+        try:
+            parsed = model.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(describe_errors(exc.errors(), prefix=f"events[{index}]"))
+            continue
+        events.append(_event(state, request, kind, parsed.session_id, parsed))
+    if problems:
+        return JSONResponse(
+            status_code=422, content={"detail": _summary(problems), "errors": problems}
+        )
+    results = await state.writer.submit_many(events)
+    accepted = sum(results)
+    return BatchOut(accepted=accepted, duplicates=len(results) - accepted)
+
+
+def _summary(problems: list[dict[str, Any]]) -> str:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{first['field']}: {first['message']}{more}"

@@ -1,0 +1,61 @@
+"""The dashboard WebSocket: ``{"event": NAME, "data": …}`` frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from nilemetrics.protocol import API_PREFIX, WS_CLOSE_UNAUTHORIZED, WsEvent
+from nilemetrics.server.auth import bearer_token, token_matches
+from nilemetrics.server.hub import Subscriber, frame
+from nilemetrics.server.state import get_state
+
+router = APIRouter(prefix=API_PREFIX)
+
+
+@router.websocket("/ws")
+async def metrics_socket(websocket: WebSocket) -> None:
+    """Live metrics: a snapshot at once, then coalesced updates (token required)."""
+    state = get_state(websocket)
+    token = websocket.query_params.get("token") or bearer_token(websocket)
+    await websocket.accept()
+    if not token_matches(token, state.tokens):
+        # Accept first so the client sees the close code, not a bare HTTP 403.
+        await websocket.close(code=WS_CLOSE_UNAUTHORIZED, reason="invalid or missing token")
+        return
+    sub = await state.hub.subscribe(websocket)
+    pump = asyncio.create_task(sub.pump())
+    try:
+        while True:
+            receive = asyncio.create_task(websocket.receive_text())
+            done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if pump in done:
+                receive.cancel()
+                break  # sending failed: the client is gone
+            raw = receive.result()
+            _handle_client_frame(sub, raw)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        state.hub.unsubscribe(sub)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+
+
+def _handle_client_frame(sub: Subscriber, raw: str) -> None:
+    try:
+        message = json.loads(raw)
+        event = message.get("event") if isinstance(message, dict) else None
+    except ValueError:
+        event = None
+        message = None
+    if event == WsEvent.JOIN_SELLER_DASHBOARD:
+        data = message.get("data") if isinstance(message, dict) else None
+        sub.seller_id = str(data)[:255] if data is not None else None
+        return
+    sub.offer(WsEvent.ERROR, frame(WsEvent.ERROR, {"message": "unknown or malformed frame"}))

@@ -1,0 +1,270 @@
+"""Request and response models of the HTTP API: the OpenAPI document is the contract.
+
+Field names are camelCase as the shop's existing client sends them; unknown
+fields are ignored, wrong types and oversize values are a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType
+
+MAX_URL = 2048
+MAX_IDENTIFIER = 255
+MAX_MESSAGE = 2048
+MAX_CHECKOUT_ITEMS = 200
+MAX_AMOUNT = Decimal("999999999999.99")
+
+
+def _uuid_text(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError("must be a UUID such as 3f2b8c1e-7d4a-4c3b-9e1f-2a5b6c7d8e9f") from None
+    return value
+
+
+SessionId = Annotated[
+    str,
+    Field(description="The session's UUID, as returned by session/start or made by the client."),
+    BeforeValidator(_uuid_text),
+]
+Identifier = Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)]
+Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
+EventId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    Field(description="Client-chosen id; a repeat of a stored eventId changes nothing."),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class SessionStartIn(_Body):
+    """Body of ``session/start`` (may be empty): the logged-in customer, if any."""
+
+    user_id: Identifier | None = Field(default=None, alias="userId")
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    event_id: EventId | None = Field(default=None, alias="eventId")
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _user_id_text(cls, value: object) -> object:
+        # Shops often have numeric user ids; keep them as text.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+
+class SessionEventIn(_Body):
+    """A body naming only the session (heartbeat, payment start/success, end)."""
+
+    session_id: SessionId = Field(alias="sessionId")
+    event_id: EventId | None = Field(default=None, alias="eventId")
+
+
+class PaymentStartIn(SessionEventIn):
+    """Body of ``track/payment-start``."""
+
+    payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
+
+
+class PageVisitIn(SessionEventIn):
+    """Body of ``track/page-visit``."""
+
+    page_type: PageType = Field(alias="pageType")
+    page_identifier: Identifier | None = Field(default=None, alias="pageIdentifier")
+    page_url: Url | None = Field(default=None, alias="pageUrl")
+
+    @field_validator("page_identifier", mode="before")
+    @classmethod
+    def _identifier_text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _identified(self) -> PageVisitIn:
+        if self.page_type in IDENTIFIED_PAGE_TYPES and not self.page_identifier:
+            raise ValueError(f"pageIdentifier is required for {self.page_type.value} pages")
+        return self
+
+
+class CheckoutStartIn(SessionEventIn):
+    """Body of ``track/checkout-start``."""
+
+    checkout_items: list[Any] = Field(alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS)
+    total_amount: Decimal = Field(
+        alias="totalAmount", ge=0, le=MAX_AMOUNT, allow_inf_nan=False,
+        description="Exact amount; stored rounded to two decimals.",
+    )
+    payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
+
+    @field_validator("total_amount", mode="before")
+    @classmethod
+    def _amount(cls, value: object) -> object:
+        # A JS float such as 59.970000000000006 is meant as 59.97: use its shortest
+        # decimal text, never the binary expansion.
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        if isinstance(value, float):
+            return Decimal(repr(value))
+        return value
+
+
+class NestedErrorDetails(_Body):
+    """The ``errorDetails`` object the existing client sends."""
+
+    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
+        default=None, alias="errorCode"
+    )
+    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
+        default=None, alias="errorMessage"
+    )
+    error_details: Any = Field(default=None, alias="errorDetails")
+    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, alias="userAgent"
+    )
+    url: Url | None = None
+
+
+_NESTED_KEYS = {"errorCode", "errorMessage", "errorDetails", "timestamp", "userAgent", "url"}
+
+
+class PaymentErrorIn(SessionEventIn):
+    """Body of ``track/payment-error``: flat, or nested inside ``errorDetails``."""
+
+    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
+        default=None, alias="errorCode"
+    )
+    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
+        default=None, alias="errorMessage"
+    )
+    error_details: Any = Field(default=None, alias="errorDetails")
+    payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
+
+    def normalised(self) -> NestedErrorDetails:
+        """The error in the nested form, whichever form was sent."""
+        details = self.error_details
+        if (
+            self.error_code is None
+            and self.error_message is None
+            and isinstance(details, dict)
+            and details.keys() & _NESTED_KEYS
+        ):
+            return NestedErrorDetails.model_validate(details)
+        return NestedErrorDetails(
+            errorCode=self.error_code, errorMessage=self.error_message, errorDetails=details
+        )
+
+    @model_validator(mode="after")
+    def _nested_valid(self) -> PaymentErrorIn:
+        self.normalised()  # a malformed nested form is a 422 now, not at write time
+        return self
+
+
+BatchEventType = Literal[
+    "session-heartbeat",
+    "page-visit",
+    "checkout-start",
+    "payment-start",
+    "payment-error",
+    "payment-success",
+    "session-end",
+]
+
+
+class BatchIn(_Body):
+    """Body of ``events``: many events at once, applied in order in one commit."""
+
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=500)
+
+
+class SessionStartOut(BaseModel):
+    """Answer of ``session/start``."""
+
+    session_id: str = Field(alias="sessionId")
+
+
+class SuccessOut(BaseModel):
+    """Answer of every tracking call."""
+
+    success: Literal[True] = True
+
+
+class BatchOut(BaseModel):
+    """Answer of the batch endpoint."""
+
+    success: Literal[True] = True
+    accepted: int
+    duplicates: int
+
+
+class CleanupOut(BaseModel):
+    """Answer of ``cleanup-sessions``."""
+
+    success: Literal[True] = True
+    ended: int
+
+
+class PaymentErrorRow(BaseModel):
+    """One payment error with its checkout context (snake_case, as the old API)."""
+
+    id: int
+    session_id: str
+    attempt: int
+    email: str | None
+    phone: str | None
+    checkout_items: list[Any] | None
+    total_amount: str | None = Field(description="Exact amount with two decimals, as text.")
+    payment_method: str | None
+    payment_error_at: datetime
+    error_code: str | None
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    ip_address: str | None
+    user_agent: str | None
+    checkout_status: str | None
+
+
+class LiveMetricsOut(BaseModel):
+    """Live numbers: sessions per page now, and the last hour's payment figures."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    homepage: int
+    categories: dict[str, int]
+    offers: dict[str, int]
+    product: int
+    search: int
+    checkout: int
+    payment: int
+    payment_error: int = Field(alias="paymentError")
+    other: int
+    live_sessions: int = Field(alias="liveSessions")
+    checkouts_last_hour: int = Field(alias="checkoutsLastHour")
+    payment_errors_last_hour: int = Field(alias="paymentErrorsLastHour")
+    payment_successes_last_hour: int = Field(alias="paymentSuccessesLastHour")
+    payment_failures_last_hour: int = Field(alias="paymentFailuresLastHour")
+    payment_success_rate: float | None = Field(alias="paymentSuccessRate")
+    live_window_seconds: float = Field(alias="liveWindowSeconds")
+    last_updated: datetime = Field(alias="lastUpdated")

@@ -1,0 +1,74 @@
+"""What a running server holds (on ``app.state.nm``) and the dependencies to reach it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+
+from nilemetrics.config import Settings
+from nilemetrics.server.auth import require_token
+from nilemetrics.server.clock import Clock
+from nilemetrics.server.db import DatabaseUnavailable, describe_db_error
+from nilemetrics.server.hub import Hub
+from nilemetrics.server.privacy import RequestContext, request_context
+from nilemetrics.server.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerState:
+    """The engine, writer, hub and settings of one server process."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    tokens: list[str]
+    writer: GroupCommitWriter
+    hub: Hub
+
+    def now(self) -> datetime:
+        """The server's current time."""
+        return self.clock.now()
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        """Run a read-only ``query(conn)`` off the event loop; 503 if the database is down."""
+        return await run_in_threadpool(self._read, query)
+
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return query(conn)
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(describe_db_error(exc)) from exc
+
+    def context(self, conn: HTTPConnection) -> RequestContext:
+        """The storable client facts of a request under the privacy settings."""
+        return request_context(
+            conn, self.settings.ip_storage, self.settings.honour_privacy_signals
+        )
+
+
+def get_state(conn: HTTPConnection) -> ServerState:
+    """The server state of the app handling this request."""
+    state: ServerState = conn.app.state.nm
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def check_token(request: Request) -> None:
+    """Dependency: 401 unless a valid dashboard token is presented."""
+    require_token(request, get_state(request).tokens)
+
+
+TokenDep = Depends(check_token)

@@ -1,0 +1,181 @@
+"""SQLModel tables; names follow the shop's existing schema (DESIGN.md "Data model").
+
+The hot ingestion path uses these tables through SQLAlchemy Core
+(``Model.__table__``) so a batch of events costs a handful of statements.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from nilemetrics.server.column_types import JSONType, Money, UTCDateTime
+
+# Ids are BIGINT on PostgreSQL (history grows without bound) and INTEGER on SQLite,
+# where only "INTEGER PRIMARY KEY" is the rowid alias that autoincrements.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _id() -> Any:
+    return Field(default=None, sa_column=Column(IdType, primary_key=True, autoincrement=True))
+
+
+def _utc(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class UserSession(SQLModel, table=True):
+    """One visitor session (a browser tab); its current page makes live counts cheap."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (
+        # Live counts scan only active sessions, newest activity first.
+        Index(
+            "ix_user_sessions_live",
+            "last_activity",
+            "current_page_type",
+            "current_page_identifier",
+            sqlite_where=text("is_active"),
+            postgresql_where=text("is_active"),
+        ),
+    )
+
+    id: int | None = _id()
+    session_id: str = Field(sa_column=Column(String(36), nullable=False, unique=True))
+    user_id: str | None = Field(default=None, max_length=255, index=True)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    phone: str | None = Field(default=None, max_length=64, index=True)
+    ip_address: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=1024)
+    is_active: bool = True
+    started_at: datetime = _utc(nullable=False)
+    last_activity: datetime = _utc(nullable=False, index=True)
+    ended_at: datetime | None = _utc()
+    current_page_type: str | None = Field(default=None, max_length=32)
+    current_page_identifier: str | None = Field(default=None, max_length=255)
+
+
+class PageVisit(SQLModel, table=True):
+    """One stay on one page; the open one (``is_active``) is closed by the next event."""
+
+    __tablename__ = "page_visits"
+    __table_args__ = (
+        # Finding a session's open visit must not scan its history.
+        Index(
+            "ix_page_visits_open",
+            "session_id",
+            sqlite_where=text("is_active"),
+            postgresql_where=text("is_active"),
+        ),
+    )
+
+    id: int | None = _id()
+    session_id: str = Field(max_length=36, index=True)
+    page_type: str = Field(max_length=32)
+    page_identifier: str | None = Field(default=None, max_length=255)
+    page_url: str | None = Field(default=None, max_length=2048)
+    entered_at: datetime = _utc(nullable=False, index=True)
+    exited_at: datetime | None = _utc()
+    duration_seconds: float | None = None
+    is_active: bool = True
+
+
+class CheckoutSession(SQLModel, table=True):
+    """One checkout: its basket, amount and where its payment got to."""
+
+    __tablename__ = "checkout_sessions"
+
+    id: int | None = _id()
+    session_id: str = Field(max_length=36, index=True)
+    user_id: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    phone: str | None = Field(default=None, max_length=64, index=True)
+    checkout_items: list[Any] = Field(default_factory=list, sa_column=Column(JSONType))
+    total_amount: Decimal | None = Field(default=None, sa_column=Column(Money()))
+    payment_method: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="in_progress", max_length=20, index=True)
+    error_count: int = 0
+    started_at: datetime = _utc(nullable=False, index=True)
+    payment_started_at: datetime | None = _utc()
+    payment_error_at: datetime | None = _utc(index=True)
+    completed_at: datetime | None = _utc(index=True)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class PaymentError(SQLModel, table=True):
+    """One failed payment attempt; a retry adds a row, never overwrites one."""
+
+    __tablename__ = "payment_errors"
+
+    id: int | None = _id()
+    checkout_id: int | None = Field(default=None, sa_column=Column(IdType, index=True))
+    session_id: str = Field(max_length=36, index=True)
+    attempt: int = 1
+    error_code: str | None = Field(default=None, max_length=255, index=True)
+    error_message: str | None = Field(default=None, max_length=2048)
+    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    amount: Decimal | None = Field(default=None, sa_column=Column(Money()))
+    payment_method: str | None = Field(default=None, max_length=64)
+    page_url: str | None = Field(default=None, max_length=2048)
+    ip_address: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=1024)
+    occurred_at: datetime = _utc(nullable=False, index=True)
+
+
+class LiveMetric(SQLModel, table=True):
+    """Latest live count per (metric_type, metric_identifier), for other tools to read."""
+
+    __tablename__ = "live_metrics"
+    __table_args__ = (UniqueConstraint("metric_type", "metric_identifier"),)
+
+    id: int | None = _id()
+    metric_type: str = Field(max_length=32)
+    metric_identifier: str = Field(default="", max_length=255)
+    active_users_count: int = 0
+    last_updated: datetime = _utc(nullable=False)
+
+
+class Event(SQLModel, table=True):
+    """Append-only log of every accepted event; ``event_id`` makes retries idempotent."""
+
+    __tablename__ = "events"
+
+    id: int | None = _id()
+    event_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    event_type: str = Field(max_length=32, index=True)
+    session_id: str | None = Field(default=None, max_length=36, index=True)
+    occurred_at: datetime = _utc(nullable=False, index=True)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+
+
+class AuditLog(SQLModel, table=True):
+    """Operations that touched personal data, recorded without the data itself."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = _id()
+    action: str = Field(max_length=32)
+    subject_hash: str | None = Field(default=None, max_length=128)
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    performed_at: datetime = _utc(nullable=False)
+
+
+def table(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, typed for mypy."""
+    result = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(result, Table)
+    return result
+
+
+sessions_t = table(UserSession)
+visits_t = table(PageVisit)
+checkouts_t = table(CheckoutSession)
+errors_t = table(PaymentError)
+live_metrics_t = table(LiveMetric)
+events_t = table(Event)
+audit_t = table(AuditLog)
+metadata = SQLModel.metadata
