@@ -10,7 +10,7 @@ from rich.console import Console
 
 from nilemetrics.config import Settings
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one message, one line, even in logs
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -26,7 +26,8 @@ def build_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
         fail(f"invalid setting: {problems}")

@@ -10,7 +10,13 @@ import uvicorn
 from nilemetrics.cli.common import build_settings, err_console, fail
 from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.config import ensure_dashboard_tokens
-from nilemetrics.server.db import DatabaseUnavailable, DatabaseUrlError, make_engine, migrate, redact_url
+from nilemetrics.server.db import (
+    DatabaseUnavailable,
+    DatabaseUrlError,
+    make_engine,
+    migrate,
+    redact_url,
+)
 
 
 def serve(
@@ -101,5 +107,6 @@ def serve(
         log_level=log_level,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        ws="websockets-sansio",
         ws_ping_interval=20,
     )

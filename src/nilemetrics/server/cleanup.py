@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, true, update
 
 from nilemetrics.server.tables import sessions_t, visits_t
 
@@ -16,7 +16,7 @@ _END_SESSION = (
     update(sessions_t)
     .where(
         (sessions_t.c.session_id == bindparam("b_session_id"))
-        & sessions_t.c.is_active.is_(True)
+        & (sessions_t.c.is_active == true())
         & (sessions_t.c.last_activity == bindparam("b_last_activity"))
     )
     .values(is_active=False, ended_at=bindparam("ended_at"))
@@ -24,7 +24,7 @@ _END_SESSION = (
 
 _CLOSE_VISIT = (
     update(visits_t)
-    .where((visits_t.c.id == bindparam("b_id")) & visits_t.c.is_active.is_(True))
+    .where((visits_t.c.id == bindparam("b_id")) & (visits_t.c.is_active == true()))
     .values(
         is_active=False,
         exited_at=bindparam("exited_at"),
@@ -37,7 +37,7 @@ def stale_session_count(conn: Connection, now: datetime, timeout_seconds: float)
     """How many sessions cleanup would end now (for ``--dry-run``)."""
     cutoff = now - timedelta(seconds=timeout_seconds)
     s = sessions_t.c
-    stmt = select(s.id).where(s.is_active.is_(True) & (s.last_activity < cutoff))
+    stmt = select(s.id).where((s.is_active == true()) & (s.last_activity < cutoff))
     return len(conn.execute(stmt).all())
 
 
@@ -54,7 +54,7 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
     while True:
         stmt = (
             select(s.session_id, s.last_activity)
-            .where(s.is_active.is_(True) & (s.last_activity < cutoff))
+            .where((s.is_active == true()) & (s.last_activity < cutoff))
             .order_by(s.last_activity)
             .limit(_CHUNK)
         )
@@ -67,7 +67,7 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
         last_activity = {row.session_id: row.last_activity for row in rows}
         visits = conn.execute(
             select(v.id, v.session_id, v.entered_at).where(
-                v.is_active.is_(True) & v.session_id.in_(list(last_activity))
+                (v.is_active == true()) & v.session_id.in_(list(last_activity))
             )
         ).all()
         closes: list[dict[str, Any]] = []

@@ -105,10 +105,10 @@ class Hub:
         for sub in self.subscribers:
             sub.offer(event, text)
 
-    def heartbeat(self, timestamp: str) -> None:
-        """Send ``metrics-heartbeat`` (one per cleanup tick)."""
-        self.broadcast(WsEvent.METRICS_HEARTBEAT, frame(WsEvent.METRICS_HEARTBEAT,
-                                                        {"timestamp": timestamp}))
+    def heartbeat(self, timestamp: str, interval: float) -> None:
+        """Send ``metrics-heartbeat`` (one per cleanup tick) with the tick interval."""
+        data = {"timestamp": timestamp, "intervalSeconds": interval}
+        self.broadcast(WsEvent.METRICS_HEARTBEAT, frame(WsEvent.METRICS_HEARTBEAT, data))
 
     async def subscribe(self, websocket: WebSocket) -> Subscriber:
         """Register a subscriber and hand it the current numbers at once."""

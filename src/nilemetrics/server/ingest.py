@@ -8,17 +8,18 @@ arrival order as they come.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from nilemetrics.ids import uuid7
 from nilemetrics.protocol import CheckoutStatus
+from nilemetrics.server.hotpath import hot_sql
 from nilemetrics.server.privacy import RequestContext
 from nilemetrics.server.schemas import (
     CheckoutStartIn,
@@ -27,7 +28,7 @@ from nilemetrics.server.schemas import (
     PaymentStartIn,
     SessionStartIn,
 )
-from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
+from nilemetrics.server.tables import checkouts_t, errors_t, events_t
 
 EventKind = Literal[
     "session-start",
@@ -83,6 +84,7 @@ class _SessionState:
     db_open_visit_at: datetime | None = None
     new_visit: dict[str, Any] | None = None
     dirty: bool = False
+    contact_dirty: bool = False
 
 
 @dataclass(slots=True)
@@ -113,8 +115,18 @@ def _payload(event: TrackedEvent) -> dict[str, Any]:
     return data
 
 
+#: Events fully recorded by their own tables (page_visits, user_sessions.last_activity).
+#: Without an eventId to remember they are not copied into the event log: they are
+#: nearly all the traffic, and a second copy would double the write volume.
+_RECORDED_ELSEWHERE = frozenset({"page-visit", "session-heartbeat"})
+
+
 def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
-    """Append events to the log; return, per event, False when its eventId was seen before."""
+    """Append events to the log; return, per event, False when its eventId was seen before.
+
+    Every event with an eventId is logged (that is what makes retries idempotent),
+    and so is every event not in ``_RECORDED_ELSEWHERE``.
+    """
     applied = [True] * len(events)
     seen: set[str] = set()
     client_rows: list[dict[str, Any]] = []
@@ -127,7 +139,9 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
             "payload": _payload(event),
         }
         if event.event_id is None:
-            row["event_id"] = uuid.uuid4().hex
+            if event.kind in _RECORDED_ELSEWHERE:
+                continue
+            row["event_id"] = uuid7().hex
             server_rows.append(row)
         elif event.event_id in seen:
             applied[index] = False
@@ -146,51 +160,48 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
             if event.event_id is not None and event.event_id not in inserted:
                 applied[index] = False
     if server_rows:
-        conn.execute(insert(events_t), server_rows)
+        sql = hot_sql(conn)
+        sql.executemany(
+            conn,
+            sql.insert_events,
+            [
+                (r["event_id"], r["event_type"], r["session_id"], sql.ts(r["occurred_at"]),
+                 sql.json(r["payload"]))
+                for r in server_rows
+            ],
+        )
     return applied
 
 
 def _load_sessions(conn: Connection, session_ids: list[str]) -> dict[str, _SessionState]:
-    s, v = sessions_t.c, visits_t.c
-    stmt = (
-        select(
-            s.session_id, s.is_active, s.started_at, s.last_activity, s.ended_at,
-            s.current_page_type, s.current_page_identifier, s.user_id, s.email, s.phone,
-            s.ip_address, s.user_agent, v.entered_at,
-        )
-        .select_from(
-            sessions_t.outerjoin(
-                visits_t, (v.session_id == s.session_id) & v.is_active.is_(True)
-            )
-        )
-        .where(s.session_id.in_(session_ids))
-    )
-    if conn.dialect.name == "postgresql":
-        # Several server processes may hold events of one session: serialise them.
-        stmt = stmt.with_for_update(of=sessions_t)
+    sql = hot_sql(conn)
     states: dict[str, _SessionState] = {}
-    for row in conn.execute(stmt):
-        known = states.get(row.session_id)
+    for row in sql.fetchall(conn, sql.select_sessions(len(session_ids)), tuple(session_ids)):
+        (sid, is_active, started_at, last_activity, ended_at, page_type, page_id, user_id,
+         email, phone, ip, agent, open_at) = row
+        open_visit_at = sql.read_ts(open_at)
+        known = states.get(sid)
         if known is not None:
-            if row.entered_at is not None and (
-                known.db_open_visit_at is None or row.entered_at > known.db_open_visit_at
+            # Two open visits (should not happen): close from the latest.
+            if open_visit_at is not None and (
+                known.db_open_visit_at is None or open_visit_at > known.db_open_visit_at
             ):
-                known.db_open_visit_at = row.entered_at
+                known.db_open_visit_at = open_visit_at
             continue
-        states[row.session_id] = _SessionState(
+        states[sid] = _SessionState(
             exists=True,
-            is_active=row.is_active,
-            started_at=row.started_at,
-            last_activity=row.last_activity,
-            ended_at=row.ended_at,
-            current_page_type=row.current_page_type,
-            current_page_identifier=row.current_page_identifier,
-            user_id=row.user_id,
-            email=row.email,
-            phone=row.phone,
-            ip_address=row.ip_address,
-            user_agent=row.user_agent,
-            db_open_visit_at=row.entered_at,
+            is_active=bool(is_active),
+            started_at=sql.read_ts(started_at),  # type: ignore[arg-type]
+            last_activity=sql.read_ts(last_activity),  # type: ignore[arg-type]
+            ended_at=sql.read_ts(ended_at),
+            current_page_type=page_type,
+            current_page_identifier=page_id,
+            user_id=user_id,
+            email=email,
+            phone=phone,
+            ip_address=ip,
+            user_agent=agent,
+            db_open_visit_at=open_visit_at,
         )
     return states
 
@@ -207,8 +218,10 @@ def _touch(state: _SessionState, event: TrackedEvent) -> None:
     if not ctx.anonymous:
         if state.ip_address is None and ctx.ip_address:
             state.ip_address = ctx.ip_address
+            state.contact_dirty = True
         if state.user_agent is None and ctx.user_agent:
             state.user_agent = ctx.user_agent
+            state.contact_dirty = True
 
 
 def _close_visit(plan: _Plan, session_id: str, state: _SessionState, at: datetime) -> None:
@@ -295,68 +308,48 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
 
 
 def _write_sessions(conn: Connection, plan: _Plan) -> None:
-    new_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    sql = hot_sql(conn)
+    ts, boolean = sql.ts, sql.boolean
+    new_rows: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    contact_updates: list[tuple[Any, ...]] = []
     for sid, st in plan.states.items():
         if not st.dirty:
             continue
-        row = {
-            "is_active": st.is_active,
-            "last_activity": st.last_activity,
-            "ended_at": st.ended_at,
-            "current_page_type": st.current_page_type,
-            "current_page_identifier": st.current_page_identifier,
-            "user_id": st.user_id,
-            "email": st.email,
-            "phone": st.phone,
-            "ip_address": st.ip_address,
-            "user_agent": st.user_agent,
-        }
         if st.exists:
-            row["b_session_id"] = sid
-            updates.append(row)
+            updates.append(
+                (boolean(st.is_active), ts(st.last_activity), ts(st.ended_at),
+                 st.current_page_type, st.current_page_identifier, sid)
+            )
+            if st.contact_dirty:
+                # Separate and rare: assigning indexed columns rewrites their index
+                # entries even when the value stays the same.
+                contact_updates.append((st.ip_address, st.user_agent, sid))
         else:
-            row["session_id"] = sid
-            row["started_at"] = st.started_at
-            new_rows.append(row)
-    if new_rows:
-        conn.execute(insert(sessions_t), new_rows)
-    if updates:
-        conn.execute(_SESSION_UPDATE, updates)
-    if plan.visit_closes:
-        conn.execute(_VISIT_CLOSE, plan.visit_closes)
-    if plan.visit_inserts:
-        conn.execute(insert(visits_t), plan.visit_inserts)
-
-
-_SESSION_UPDATE = (
-    update(sessions_t)
-    .where(sessions_t.c.session_id == bindparam("b_session_id"))
-    .values(
-        is_active=bindparam("is_active"),
-        last_activity=bindparam("last_activity"),
-        ended_at=bindparam("ended_at"),
-        current_page_type=bindparam("current_page_type"),
-        current_page_identifier=bindparam("current_page_identifier"),
-        user_id=bindparam("user_id"),
-        email=bindparam("email"),
-        phone=bindparam("phone"),
-        ip_address=bindparam("ip_address"),
-        user_agent=bindparam("user_agent"),
+            new_rows.append(
+                (sid, st.user_id, st.email, st.phone, st.ip_address, st.user_agent,
+                 boolean(st.is_active), ts(st.started_at), ts(st.last_activity),
+                 ts(st.ended_at), st.current_page_type, st.current_page_identifier)
+            )
+    sql.executemany(conn, sql.insert_sessions, new_rows)
+    sql.executemany(conn, sql.update_sessions, updates)
+    sql.executemany(conn, sql.update_session_client, contact_updates)
+    sql.executemany(
+        conn,
+        sql.close_visits,
+        [(ts(c["exited_at"]), c["duration_seconds"], c["b_session_id"])
+         for c in plan.visit_closes],
     )
-)
-
-_VISIT_CLOSE = (
-    update(visits_t)
-    .where(
-        (visits_t.c.session_id == bindparam("b_session_id")) & visits_t.c.is_active.is_(True)
+    sql.executemany(
+        conn,
+        sql.insert_visits,
+        [
+            (v["session_id"], v["page_type"], v["page_identifier"], v["page_url"],
+             ts(v["entered_at"]), ts(v["exited_at"]), v["duration_seconds"],
+             boolean(v["is_active"]))
+            for v in plan.visit_inserts
+        ],
     )
-    .values(
-        exited_at=bindparam("exited_at"),
-        duration_seconds=bindparam("duration_seconds"),
-        is_active=False,
-    )
-)
 
 
 def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkout | None:
@@ -443,7 +436,7 @@ def _apply_checkout_event(
             details.pop("userAgent", None)
         attempt = 1
         method = body.payment_method
-        amount = None
+        error_amount: Decimal | None = None
         checkout_id = None
         if open_checkout is not None:
             open_checkout.error_count += 1
@@ -452,7 +445,7 @@ def _apply_checkout_event(
                 open_checkout.payment_method = method
             attempt = open_checkout.error_count
             method = open_checkout.payment_method
-            amount = open_checkout.total_amount
+            error_amount = open_checkout.total_amount
             checkout_id = open_checkout.id
             conn.execute(
                 update(checkouts_t)
@@ -473,7 +466,7 @@ def _apply_checkout_event(
                 error_code=error.error_code,
                 error_message=error.error_message,
                 error_details=details,
-                amount=amount,
+                amount=error_amount,
                 payment_method=method,
                 page_url=error.url,
                 ip_address=event.context.ip_address,

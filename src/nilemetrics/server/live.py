@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, true
 
 from nilemetrics.protocol import CheckoutStatus, PageType
 from nilemetrics.server.tables import (
@@ -43,10 +43,10 @@ def live_counts(conn: Connection, now: datetime, live_window: float) -> dict[str
     cutoff = now - timedelta(seconds=live_window)
     rows = conn.execute(
         select(s.current_page_type, s.current_page_identifier, func.count())
-        .where(s.is_active.is_(True) & (s.last_activity >= cutoff))
+        .where((s.is_active == true()) & (s.last_activity >= cutoff))
         .group_by(s.current_page_type, s.current_page_identifier)
     ).all()
-    counts: dict[str, Any] = {key: 0 for key in _SCALAR_KEYS.values()}
+    counts: dict[str, Any] = dict.fromkeys(_SCALAR_KEYS.values(), 0)
     categories: dict[str, int] = {}
     offers: dict[str, int] = {}
     total = 0

@@ -6,13 +6,16 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_JSON = b"application/json"
+
 
 class IngestBodyMiddleware:
     """Cap request bodies and read ingestion bodies as JSON whatever their content type.
 
     ``navigator.sendBeacon`` sends a string as ``text/plain`` and a Blob with the
     Blob's type (possibly none); the body is JSON either way. Bodies over the cap
-    get a 413 before any of them reaches a handler.
+    get a 413 and never reach a handler. The common case (a JSON body with a
+    Content-Length under the cap) passes straight through.
     """
 
     def __init__(self, app: ASGIApp, *, prefix: str, max_bytes: int) -> None:
@@ -21,19 +24,34 @@ class IngestBodyMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-        declared = dict(scope["headers"]).get(b"content-length")
+        content_type = b""
+        declared: int | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value
+            elif key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        if declared is not None and declared > self.max_bytes:
+            await self._reject(send)
+            return
+        if scope["path"].startswith(self.prefix) and not content_type.startswith(_JSON):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            headers.append((b"content-type", _JSON))
+            scope = {**scope, "headers": headers}
         if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                too_big = False
-            if too_big:
-                await self._reject(send)
-                return
+            # The server enforces Content-Length, so the body cannot exceed it.
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A body without Content-Length (chunked): buffer up to the cap, then replay."""
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -49,9 +67,6 @@ class IngestBodyMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if scope["path"].startswith(self.prefix):
-            headers.append((b"content-type", b"application/json"))
-            scope = {**scope, "headers": headers}
         replayed = False
 
         async def replay() -> Message:

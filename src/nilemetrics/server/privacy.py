@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from starlette.requests import HTTPConnection
 
@@ -20,6 +21,7 @@ class RequestContext:
     """True when the browser asked not to be tracked: no contact data, IP or user agent."""
 
 
+@lru_cache(maxsize=8192)  # the same clients call again and again; parsing is not free
 def anonymize_ip(raw: str | None) -> str | None:
     """Keep the network part only: IPv4 /24, IPv6 /48; garbage becomes ``None``."""
     if not raw:
@@ -41,7 +43,9 @@ def wants_privacy(conn: HTTPConnection) -> bool:
     )
 
 
-def request_context(conn: HTTPConnection, ip_storage: IpStorage, honour_signals: bool) -> RequestContext:
+def request_context(
+    conn: HTTPConnection, ip_storage: IpStorage, honour_signals: bool
+) -> RequestContext:
     """Build the storable facts of a request under the configured privacy rules."""
     if honour_signals and wants_privacy(conn):
         return RequestContext(ip_address=None, user_agent=None, anonymous=True)
@@ -58,6 +62,7 @@ def request_context(conn: HTTPConnection, ip_storage: IpStorage, honour_signals:
     )
 
 
+@lru_cache(maxsize=8192)
 def _valid_ip(raw: str | None) -> str | None:
     if not raw:
         return None

@@ -17,6 +17,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,7 +37,9 @@ def _uuid_text(value: object) -> object:
         try:
             return str(uuid.UUID(value))
         except ValueError:
-            raise ValueError("must be a UUID such as 3f2b8c1e-7d4a-4c3b-9e1f-2a5b6c7d8e9f") from None
+            raise ValueError(
+                "must be a UUID such as 3f2b8c1e-7d4a-4c3b-9e1f-2a5b6c7d8e9f"
+            ) from None
     return value
 
 
@@ -176,10 +180,24 @@ class PaymentErrorIn(SessionEventIn):
             errorCode=self.error_code, errorMessage=self.error_message, errorDetails=details
         )
 
-    @model_validator(mode="after")
-    def _nested_valid(self) -> PaymentErrorIn:
-        self.normalised()  # a malformed nested form is a 422 now, not at write time
-        return self
+    @field_validator("error_details")
+    @classmethod
+    def _nested_valid(cls, value: Any, info: ValidationInfo) -> Any:
+        # A malformed nested form is a 422 now, not a surprise at write time.
+        flat = (
+            info.data.get("error_code") is not None
+            or info.data.get("error_message") is not None
+        )
+        if not flat and isinstance(value, dict) and value.keys() & _NESTED_KEYS:
+            try:
+                NestedErrorDetails.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(
+                    "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                    )
+                ) from None
+        return value
 
 
 BatchEventType = Literal[

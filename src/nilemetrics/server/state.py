@@ -63,10 +63,16 @@ def get_state(conn: HTTPConnection) -> ServerState:
     return state
 
 
-StateDep = Annotated[ServerState, Depends(get_state)]
+async def _state_dependency(request: Request) -> ServerState:
+    # async on purpose: FastAPI runs sync dependencies in a worker thread, which
+    # costs a thread hand-off on every ingestion request.
+    return get_state(request)
 
 
-def check_token(request: Request) -> None:
+StateDep = Annotated[ServerState, Depends(_state_dependency)]
+
+
+async def check_token(request: Request) -> None:
     """Dependency: 401 unless a valid dashboard token is presented."""
     require_token(request, get_state(request).tokens)
 

@@ -88,8 +88,12 @@ class GroupCommitWriter:
 
     async def submit(self, event: TrackedEvent) -> bool:
         """Queue one event; return once it is committed (False: a duplicate eventId)."""
-        results = await self.submit_many([event])
-        return results[0]
+        if self._closing:
+            raise DatabaseUnavailable("server is shutting down")
+        item = _EventItem(event, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        self._wake.set()
+        return await item.future
 
     async def submit_many(self, events: list[TrackedEvent]) -> list[bool]:
         """Queue events together (in order); return once all are committed."""

@@ -57,5 +57,5 @@ async def run_cleanup(state: ServerState) -> int:
         lambda conn: end_stale_sessions(conn, now, timeout)
     )
     state.hub.mark_dirty()
-    state.hub.heartbeat(now.isoformat().replace("+00:00", "Z"))
+    state.hub.heartbeat(now.isoformat().replace("+00:00", "Z"), state.settings.cleanup_interval)
     return int(ended)

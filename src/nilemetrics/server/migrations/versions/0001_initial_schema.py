@@ -63,7 +63,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id')
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_event_type'), ['event_type'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_occurred_at'), ['occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_session_id'), ['session_id'], unique=False)
 
@@ -90,7 +89,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('page_visits', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_page_visits_entered_at'), ['entered_at'], unique=False)
-        batch_op.create_index('ix_page_visits_open', ['session_id'], unique=False, sqlite_where=sa.text('is_active'), postgresql_where=sa.text('is_active'))
+        batch_op.create_index('ix_page_visits_open', ['session_id'], unique=False, sqlite_where=sa.text('is_active = 1'), postgresql_where=sa.text('is_active = true'))
         batch_op.create_index(batch_op.f('ix_page_visits_session_id'), ['session_id'], unique=False)
 
     op.create_table('payment_errors',
@@ -134,8 +133,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_sessions_email'), ['email'], unique=False)
-        batch_op.create_index(batch_op.f('ix_user_sessions_last_activity'), ['last_activity'], unique=False)
-        batch_op.create_index('ix_user_sessions_live', ['last_activity', 'current_page_type', 'current_page_identifier'], unique=False, sqlite_where=sa.text('is_active'), postgresql_where=sa.text('is_active'))
+        batch_op.create_index('ix_user_sessions_live', ['last_activity', 'current_page_type', 'current_page_identifier'], unique=False, sqlite_where=sa.text('is_active = 1'), postgresql_where=sa.text('is_active = true'))
         batch_op.create_index(batch_op.f('ix_user_sessions_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_sessions_user_id'), ['user_id'], unique=False)
 
@@ -145,8 +143,7 @@ def downgrade() -> None:
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
         batch_op.drop_index(batch_op.f('ix_user_sessions_phone'))
-        batch_op.drop_index('ix_user_sessions_live', sqlite_where=sa.text('is_active'), postgresql_where=sa.text('is_active'))
-        batch_op.drop_index(batch_op.f('ix_user_sessions_last_activity'))
+        batch_op.drop_index('ix_user_sessions_live', sqlite_where=sa.text('is_active = 1'), postgresql_where=sa.text('is_active = true'))
         batch_op.drop_index(batch_op.f('ix_user_sessions_email'))
 
     op.drop_table('user_sessions')
@@ -159,7 +156,7 @@ def downgrade() -> None:
     op.drop_table('payment_errors')
     with op.batch_alter_table('page_visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_page_visits_session_id'))
-        batch_op.drop_index('ix_page_visits_open', sqlite_where=sa.text('is_active'), postgresql_where=sa.text('is_active'))
+        batch_op.drop_index('ix_page_visits_open', sqlite_where=sa.text('is_active = 1'), postgresql_where=sa.text('is_active = true'))
         batch_op.drop_index(batch_op.f('ix_page_visits_entered_at'))
 
     op.drop_table('page_visits')
@@ -167,7 +164,6 @@ def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_events_session_id'))
         batch_op.drop_index(batch_op.f('ix_events_occurred_at'))
-        batch_op.drop_index(batch_op.f('ix_events_event_type'))
 
     op.drop_table('events')
     with op.batch_alter_table('checkout_sessions', schema=None) as batch_op:

@@ -1,0 +1,188 @@
+"""Durable ingestion vs. a bare endpoint: page-visit events/s at 64 connections.
+
+Runs, in one go on this machine, three servers one after another (each a single
+uvicorn worker, access log off): the bare endpoint (same body model, no
+storage), nilemetrics on SQLite and nilemetrics on PostgreSQL. Load comes from
+``wrk`` (compiled; a Python client would be the bottleneck) with a Lua script
+that moves a pool of sessions between pages.
+
+    python -m benchmarks.ingest [--duration 15] [--connections 64] [--pg-url URL]
+
+Needs ``wrk`` (Debian package). Prints a table and writes results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+HERE = Path(__file__).parent
+LUA = HERE / "page_visit.lua"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+    """Run a server command until the block ends; yield its base URL."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                httpx.get(f"{base}/openapi.json", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def make_sessions(base: str, path: Path, count: int) -> None:
+    """Start ``count`` sessions like the shop's client; write their ids to ``path``."""
+    if "/api/metrics/session/start" not in httpx.get(f"{base}/openapi.json").text:
+        # The bare server has no session/start: any well-formed ids will do.
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+    else:
+        with httpx.Client(base_url=base) as http:
+            ids = [
+                http.post("/api/metrics/session/start",
+                          headers={"Content-Type": "application/json"}).json()["sessionId"]
+                for _ in range(count)
+            ]
+    path.write_text("\n".join(ids) + "\n")
+
+
+def wrk(base: str, duration: int, connections: int, threads: int,
+        env: dict[str, str]) -> dict[str, float]:
+    """Run wrk against the page-visit endpoint; parse rate and latency percentiles."""
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-s", str(LUA), f"{base}/api/metrics/track/page-visit"],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": rate,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": errors.group(0) if errors else "",  # type: ignore[dict-item]
+    }
+
+
+def main() -> None:
+    """Run the three measurements and report ratios to the bare endpoint."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--sessions", type=int, default=2000,
+                        help="sessions started before the run and moved between pages")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="admin URL; a throw-away database is created on that server")
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="nm-bench-"))
+    env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
+           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
+    py = sys.executable
+    uvicorn_flags = ["--log-level", "warning", "--no-access-log"]
+    results: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, cmd: list[str], port: int, extra_env: dict[str, str]) -> None:
+        with server(cmd, port, {**env, **extra_env}) as base:
+            pool = tmp / f"{name}-sessions.txt"
+            make_sessions(base, pool, args.sessions)
+            wrk_env = {**env, "NM_SESSIONS": str(pool)}
+            wrk(base, args.warmup, args.connections, args.threads, wrk_env)
+            results[name] = wrk(base, args.duration, args.connections, args.threads, wrk_env)
+            print(f"{name:>10}: {results[name]['rps']:8.0f} req/s  "
+                  f"p50 {results[name]['p50_ms']:.2f} ms  p99 {results[name]['p99_ms']:.2f} ms  "
+                  f"non-2xx {results[name]['non_2xx']:.0f}", flush=True)
+
+    port = free_port()
+    measure("bare", [py, "-m", "uvicorn", "benchmarks.bare_server:app", "--port", str(port),
+                     *uvicorn_flags], port, {})
+    port = free_port()
+    measure("sqlite", [py, "-m", "nilemetrics", "serve", "--port", str(port),
+                       "--log-level", "warning"], port,
+            {"NILEMETRICS_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}"})
+    if not args.skip_pg:
+        name = f"nm_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base_url = args.pg_url.rsplit("/", 1)[0]
+            port = free_port()
+            measure("postgres", [py, "-m", "nilemetrics", "serve", "--port", str(port),
+                                 "--log-level", "warning"], port,
+                    {"NILEMETRICS_DATABASE_URL": f"{base_url}/{name}"})
+        finally:
+            with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    bare = results["bare"]["rps"]
+    print("\n| server | events/s | vs bare | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['rps']:.0f} | {r['rps'] / bare:.0%} | {r['p50_ms']:.2f} | "
+              f"{r['p99_ms']:.2f} |")
+    record = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "connections": args.connections, "duration_s": args.duration,
+        "results": results,
+        "ratios": {k: round(v["rps"] / bare, 3) for k, v in results.items()},
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "ingest.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
