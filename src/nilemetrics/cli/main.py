@@ -7,6 +7,7 @@ import typer
 from nilemetrics import __version__
 from nilemetrics.cli.db import init_db
 from nilemetrics.cli.serve import serve
+from nilemetrics.cli.watch import watch
 
 app = typer.Typer(
     name="nilemetrics",
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.command("init-db")(init_db)
+app.command("watch")(watch)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""The terminal dashboard (`nilemetrics watch`); speaks only the wire protocol."""

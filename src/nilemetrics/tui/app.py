@@ -1,0 +1,450 @@
+"""The dashboard app: live panels, the checkout funnel and the payment-error table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import events, on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal
+from textual.css.query import NoMatches
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label
+
+from nilemetrics.protocol import WsEvent
+from nilemetrics.tui.config import DashboardConfig
+from nilemetrics.tui.export import export_rows
+from nilemetrics.tui.feed import (
+    AuthRefused,
+    BadFrame,
+    Connected,
+    Connecting,
+    Disconnected,
+    FeedEvent,
+    FeedFactory,
+    Frame,
+    WebSocketFeed,
+)
+from nilemetrics.tui.messages import (
+    ConnectionChanged,
+    ErrorsReceived,
+    FeedEnded,
+    FrameIgnored,
+    HeartbeatReceived,
+    MetricsReceived,
+)
+from nilemetrics.tui.model import (
+    ErrorRow,
+    FrameError,
+    History,
+    Metrics,
+    errors_in_last_minute,
+    parse_error_rows,
+    parse_time,
+)
+from nilemetrics.tui.screens.error_detail import ErrorDetailScreen
+from nilemetrics.tui.screens.help import HelpScreen
+from nilemetrics.tui.widgets.count_panel import CountPanel
+from nilemetrics.tui.widgets.error_table import ErrorTable
+from nilemetrics.tui.widgets.funnel import Funnel
+from nilemetrics.tui.widgets.list_panel import ListPanel
+from nilemetrics.tui.widgets.status_bar import StatusBar
+
+#: Panel id → how its number is read from a metrics frame.
+PANELS: dict[str, Callable[[Metrics], int]] = {
+    "homepage": lambda m: m.homepage,
+    "categories": lambda m: m.category_total,
+    "offers": lambda m: m.offer_total,
+    "checkout": lambda m: m.checkout,
+    "payment": lambda m: m.payment,
+    "payment-errors": lambda m: m.payment_error,
+}
+
+#: Least time between two notices about ignored frames (a broken server must not flood).
+NOTICE_INTERVAL = 5.0
+
+
+class NileMetricsApp(App[None]):
+    """`nilemetrics watch`: the seller's live view of the shop."""
+
+    CSS_PATH = Path(__file__).parent / "dashboard.tcss"
+    TITLE = "nilemetrics"
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (150, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS = [
+        (0, "-short"),
+        (40, "-tall"),
+    ]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Keys"),
+        Binding("slash", "filter", "Filter"),
+        Binding("p", "pause", "Pause"),
+        Binding("e", "export", "Export CSV"),
+        Binding("t", "toggle_theme", "Theme", show=False),
+    ]
+
+    paused: reactive[bool] = reactive(False, init=False)
+    filter_text: reactive[str] = reactive("", init=False)
+    alerting: reactive[bool] = reactive(False, init=False)
+
+    def __init__(
+        self,
+        config: DashboardConfig,
+        feed_factory: FeedFactory | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        tick_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self._feed_factory = feed_factory or (
+            lambda: aiter(WebSocketFeed(config.url, config.token))
+        )
+        self._monotonic = monotonic
+        self._tick_interval = tick_interval
+        self._heartbeat_interval = config.heartbeat_interval
+        self.metrics = Metrics()
+        self.error_rows: list[ErrorRow] = []
+        self.histories: dict[str, History] = {
+            name: History(config.history_seconds, config.history_bucket_seconds)
+            for name in PANELS
+        }
+        self.connection: FeedEvent = Connecting(0)
+        self.ignored_frames = 0
+        self.bells = 0
+        self.exports: list[Path] = []
+        self._server_time: datetime | None = None
+        self._server_time_at = 0.0
+        self._last_frame_at = monotonic()
+        self._retry_at: float | None = None
+        self._last_notice_at = float("-inf")
+        self._suppressed_notices = 0
+        self._dirty_while_paused = False
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        """Header, six panels, the funnel, the filter bar, the table, the key bar."""
+        status = StatusBar(id="status")
+        status.address = self.config.address
+        yield status
+        with Grid(id="panels"):
+            yield CountPanel("Homepage", id="homepage")
+            yield ListPanel("Categories", id="categories")
+            yield ListPanel("Offers", id="offers")
+            yield CountPanel("Checkout", id="checkout")
+            yield CountPanel("Payment", id="payment")
+            yield CountPanel("Payment errors", id="payment-errors")
+        yield Funnel(id="funnel")
+        with Horizontal(id="filter-bar"):
+            yield Label("Filter:", id="filter-label")
+            yield Input(placeholder="email, error code or message · Esc clears", id="filter")
+        yield ErrorTable(id="errors")
+        yield Footer()
+
+    @property
+    def _main(self) -> Screen[Any]:
+        # The dashboard screen, even while the detail or help screen is on top.
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
+    def on_mount(self) -> None:
+        """Start the feed worker and the one-second clock (countdown, staleness, sparklines)."""
+        self._main.query_one("#filter", Input).cursor_blink = False
+        self._update_table_titles()
+        self._main.query_one(ErrorTable).focus()  # arrows and Enter work at once
+        self.set_interval(self._tick_interval, self._tick)
+        self._consume_feed()
+
+    # ------------------------------------------------------------------ feed
+
+    @work(exclusive=True, group="feed")
+    async def _consume_feed(self) -> None:
+        """Read the feed and post messages; the handlers update the widgets."""
+        try:
+            async for event in self._feed_factory():
+                self._receive(event)
+        finally:
+            self.post_message(FeedEnded())
+
+    def _receive(self, event: FeedEvent) -> None:
+        if isinstance(event, Frame):
+            self._last_frame_at = self._monotonic()
+            self._receive_frame(event)
+        elif isinstance(event, BadFrame):
+            self._last_frame_at = self._monotonic()
+            self.post_message(FrameIgnored(f"malformed frame: {event.reason}"))
+        else:
+            self.post_message(ConnectionChanged(event))
+
+    def _receive_frame(self, frame: Frame) -> None:
+        try:
+            if frame.event == WsEvent.METRICS_UPDATE:
+                metrics = Metrics.from_data(frame.data)
+                self._note_server_time(metrics.last_updated)
+                # Recorded here, before coalescing, so no frame is missing from the history.
+                at = self.server_now()
+                for name, value in PANELS.items():
+                    self.histories[name].record(at, value(metrics))
+                self.post_message(MetricsReceived(metrics))
+            elif frame.event == WsEvent.PAYMENT_ERRORS_UPDATE:
+                rows, unusable = parse_error_rows(frame.data)
+                self.post_message(ErrorsReceived(rows, unusable))
+            elif frame.event == WsEvent.METRICS_HEARTBEAT:
+                data = frame.data if isinstance(frame.data, dict) else {}
+                self._note_server_time(parse_time(data.get("timestamp")))
+                interval = data.get("intervalSeconds")
+                if isinstance(interval, int | float) and interval > 0:
+                    # The server says how often it beats; staleness follows it.
+                    self._heartbeat_interval = float(interval)
+                self.post_message(HeartbeatReceived(frame))
+            elif frame.event == WsEvent.ERROR:
+                data = frame.data if isinstance(frame.data, dict) else {}
+                self.post_message(FrameIgnored(f"server said: {data.get('message', frame.data)}"))
+            else:
+                self.post_message(FrameIgnored(f"unknown frame {frame.event!r}"))
+        except FrameError as exc:
+            self.post_message(FrameIgnored(str(exc)))
+
+    def _note_server_time(self, at: datetime | None) -> None:
+        if at is not None:
+            self._server_time = at
+            self._server_time_at = self._monotonic()
+
+    def server_now(self) -> datetime:
+        """The server's time now, from its last timestamp plus the time since it came."""
+        if self._server_time is None:
+            return datetime.now(UTC)
+        elapsed = self._monotonic() - self._server_time_at
+        return self._server_time + timedelta(seconds=max(elapsed, 0.0))
+
+    # -------------------------------------------------------------- handlers
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        """Show the connection state; an auth refusal also gets a notice."""
+        event = message.event
+        self.connection = event
+        status = self._main.query_one(StatusBar)
+        if isinstance(event, Connecting):
+            if status.state not in ("reconnecting", "unreachable"):
+                status.state = "connecting"
+            self._retry_at = None
+            status.retry_in = None
+        elif isinstance(event, Connected):
+            self._retry_at = None
+            status.retry_in = None
+            status.state = "connected"
+        elif isinstance(event, Disconnected):
+            self._retry_at = self._monotonic() + event.retry_in
+            status.retry_in = max(round(event.retry_in), 1)
+            status.state = "unreachable" if event.unreachable else "reconnecting"
+            status.tooltip = event.reason
+        elif isinstance(event, AuthRefused):
+            self._retry_at = None
+            status.retry_in = None
+            status.state = "refused"
+            self.notify(
+                f"{event.reason}. Pass --token or set NILEMETRICS_DASHBOARD_TOKEN "
+                "(a server on this machine stores its token in your config directory).",
+                title="Not authorised",
+                severity="error",
+                timeout=3600,
+            )
+
+    def on_feed_ended(self, _message: FeedEnded) -> None:
+        """A feed that ends without an auth refusal (a recording) says so."""
+        status = self._main.query_one(StatusBar)
+        if status.state != "refused":
+            status.state = "ended"
+            status.retry_in = None
+
+    def on_metrics_received(self, message: MetricsReceived) -> None:
+        """Keep the numbers; show them unless paused."""
+        self.metrics = message.metrics
+        if self.paused:
+            self._dirty_while_paused = True
+        else:
+            self._show_metrics()
+        self._check_alert()
+
+    def on_errors_received(self, message: ErrorsReceived) -> None:
+        """Keep the rows; show them unless paused."""
+        if message.unusable:
+            self._notice(f"skipped {message.unusable} unusable payment-error row(s)")
+        self.error_rows = message.rows
+        if self.paused:
+            self._dirty_while_paused = True
+        else:
+            self._show_rows()
+        self._check_alert()
+
+    def on_heartbeat_received(self, _message: HeartbeatReceived) -> None:
+        """The server is alive; the alert window moves on."""
+        self._check_alert()
+
+    def on_frame_ignored(self, message: FrameIgnored) -> None:
+        """Count the frame and say so, at most every few seconds."""
+        self.ignored_frames += 1
+        self._notice(f"Ignored a frame: {message.reason}")
+
+    def _notice(self, text: str) -> None:
+        now = self._monotonic()
+        if now - self._last_notice_at < NOTICE_INTERVAL:
+            self._suppressed_notices += 1
+            return
+        if self._suppressed_notices:
+            text += f" (and {self._suppressed_notices} more since)"
+            self._suppressed_notices = 0
+        self._last_notice_at = now
+        self.notify(text, severity="warning", timeout=6)
+
+    # ------------------------------------------------------------- rendering
+
+    def _show_metrics(self) -> None:
+        m = self.metrics
+        for name, value in PANELS.items():
+            self._main.query_one(f"#{name}", CountPanel).count = value(m)
+        self._main.query_one("#categories", ListPanel).set_items(m.categories)
+        self._main.query_one("#offers", ListPanel).set_items(m.offers)
+        self._main.query_one(Funnel).metrics = m
+        status = self._main.query_one(StatusBar)
+        status.live_sessions = m.live_sessions
+        if m.last_updated is not None:
+            status.last_update = m.last_updated.astimezone().strftime("%H:%M:%S")
+        self._show_histories()
+
+    def _show_histories(self) -> None:
+        now = self.server_now()
+        for name in PANELS:
+            panel = self._main.query_one(f"#{name}", CountPanel)
+            panel.set_history(self.histories[name].values(now))
+
+    def visible_rows(self) -> list[ErrorRow]:
+        """The error rows the filter lets through, newest first."""
+        needle = self.filter_text.strip()
+        return [row for row in self.error_rows if row.matches(needle)]
+
+    def _show_rows(self) -> None:
+        self._main.query_one(ErrorTable).show_rows(self.visible_rows())
+        self._update_table_titles()
+
+    def _update_table_titles(self) -> None:
+        table = self._main.query_one(ErrorTable)
+        shown, total = len(table.rows_shown), len(self.error_rows)
+        table.border_title = f"Payment errors, last hour ({total})"
+        needle = self.filter_text.strip()
+        table.filter_note = f"filter “{needle}”: {shown} of {total}" if needle else ""
+
+    def _check_alert(self) -> None:
+        per_minute = errors_in_last_minute(self.error_rows, self.server_now())
+        spiking = per_minute > self.config.alert_errors_per_min
+        if spiking and not self.alerting:
+            self.bells += 1
+            self.bell()
+        self.alerting = spiking
+        panel = self._main.query_one("#payment-errors", CountPanel)
+        subtitle = f"{per_minute}/min · {self.metrics.payment_errors_last_hour} in 1h"
+        if panel.border_subtitle != subtitle:
+            panel.border_subtitle = subtitle
+
+    def watch_alerting(self, alerting: bool) -> None:
+        """Turn the Payment errors panel red during a spike."""
+        self._main.query_one("#payment-errors", CountPanel).alert = alerting
+
+    def _tick(self) -> None:
+        try:
+            self._tick_once()
+        except NoMatches:
+            pass  # the app is shutting down: its widgets are gone
+
+    def _tick_once(self) -> None:
+        now = self._monotonic()
+        status = self._main.query_one(StatusBar)
+        if self._retry_at is not None:
+            status.retry_in = max(int(self._retry_at - now + 0.999), 0)
+        status.stale = now - self._last_frame_at > 2 * self._heartbeat_interval
+        if not self.paused:
+            self._show_histories()
+        self._check_alert()
+
+    # --------------------------------------------------------------- actions
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        self.push_screen(HelpScreen())
+
+    def action_filter(self) -> None:
+        """Show the filter bar and type into it."""
+        self._main.query_one("#filter-bar").add_class("-visible")
+        self._main.query_one("#filter", Input).focus()
+
+    def action_pause(self) -> None:
+        """Freeze the panels and the table, or resume with the latest state."""
+        self.paused = not self.paused
+
+    def watch_paused(self, paused: bool) -> None:
+        """Show the pause, and on resume catch up with what came meanwhile."""
+        self._main.query_one(StatusBar).paused = paused
+        self.screen.set_class(paused, "-paused")
+        if not paused and self._dirty_while_paused:
+            self._dirty_while_paused = False
+            self._show_metrics()
+            self._show_rows()
+
+    def action_export(self) -> None:
+        """Write the rows the table shows to a CSV file and say where."""
+        rows = self._main.query_one(ErrorTable).rows_shown
+        try:
+            path, count = export_rows(rows, self.config.export_dir, datetime.now())
+        except OSError as exc:
+            self.notify(f"Could not export: {exc}", severity="error", timeout=10)
+            return
+        self.exports.append(path)
+        self.notify(f"Exported {count} row(s) to {path}", title="CSV export", timeout=10)
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the built-in dark and light themes."""
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, _event: Input.Submitted) -> None:
+        if not self.filter_text.strip():
+            self._main.query_one("#filter-bar").remove_class("-visible")
+        self._main.query_one(ErrorTable).focus()
+
+    def watch_filter_text(self, _text: str) -> None:
+        """Re-filter the table (even while paused: filtering is the user's own action)."""
+        self._show_rows()
+
+    def on_key(self, event: events.Key) -> None:
+        """Escape in the filter clears it and hides the bar."""
+        filter_input = self._main.query_one("#filter", Input)
+        if event.key == "escape" and filter_input.has_focus:
+            event.stop()
+            filter_input.value = ""
+            self._main.query_one("#filter-bar").remove_class("-visible")
+            self._main.query_one(ErrorTable).focus()
+
+    @on(DataTable.RowSelected, "#errors")
+    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        row = self._main.query_one(ErrorTable).selected_row
+        if row is not None:
+            self.push_screen(ErrorDetailScreen(row))
+
+
+def run_dashboard(url: str, token: str | None, alert_errors_per_min: float = 5.0) -> None:
+    """Run the dashboard against the server at ``url`` until the user quits."""
+    config = DashboardConfig(url=url, token=token, alert_errors_per_min=alert_errors_per_min)
+    NileMetricsApp(config).run()

@@ -1,0 +1,285 @@
+"""What the dashboard knows: live numbers and payment-error rows parsed from frames.
+
+Parsing is lenient per field (a missing or odd value becomes 0 / empty), strict
+per frame shape (a ``metrics-update`` whose data is not an object is refused).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from nilemetrics.tui.useragent import describe_user_agent
+
+
+class FrameError(ValueError):
+    """The frame's data does not have the shape its event name promises."""
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An aware datetime from an ISO 8601 string (``Z`` allowed); naive means UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return max(int(value), 0)
+    return 0
+
+
+def _counts(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        return {}
+    counts = {str(key): _count(n) for key, n in value.items()}
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """One ``metrics-update`` body."""
+
+    homepage: int = 0
+    categories: dict[str, int] = field(default_factory=dict)
+    offers: dict[str, int] = field(default_factory=dict)
+    product: int = 0
+    search: int = 0
+    checkout: int = 0
+    payment: int = 0
+    payment_error: int = 0
+    other: int = 0
+    live_sessions: int = 0
+    checkouts_last_hour: int = 0
+    payment_errors_last_hour: int = 0
+    payment_successes_last_hour: int = 0
+    payment_failures_last_hour: int = 0
+    payment_success_rate: float | None = None
+    last_updated: datetime | None = None
+
+    @property
+    def category_total(self) -> int:
+        """Live sessions on any category page."""
+        return sum(self.categories.values())
+
+    @property
+    def offer_total(self) -> int:
+        """Live sessions on any offer page."""
+        return sum(self.offers.values())
+
+    @classmethod
+    def from_data(cls, data: Any) -> Metrics:
+        """Parse a ``metrics-update`` body; raise :class:`FrameError` if it is not an object."""
+        if not isinstance(data, dict):
+            raise FrameError("metrics-update data is not an object")
+        rate = data.get("paymentSuccessRate")
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            rate = None
+        return cls(
+            homepage=_count(data.get("homepage")),
+            categories=_counts(data.get("categories")),
+            offers=_counts(data.get("offers")),
+            product=_count(data.get("product")),
+            search=_count(data.get("search")),
+            checkout=_count(data.get("checkout")),
+            payment=_count(data.get("payment")),
+            payment_error=_count(data.get("paymentError")),
+            other=_count(data.get("other")),
+            live_sessions=_count(data.get("liveSessions")),
+            checkouts_last_hour=_count(data.get("checkoutsLastHour")),
+            payment_errors_last_hour=_count(data.get("paymentErrorsLastHour")),
+            payment_successes_last_hour=_count(data.get("paymentSuccessesLastHour")),
+            payment_failures_last_hour=_count(data.get("paymentFailuresLastHour")),
+            payment_success_rate=None if rate is None else min(max(float(rate), 0.0), 1.0),
+            last_updated=parse_time(data.get("lastUpdated")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    """One payment error as the table, the detail screen and the CSV export see it."""
+
+    key: str
+    at: datetime | None
+    email: str
+    phone: str
+    amount: Decimal | None
+    payment_method: str
+    items: list[Any]
+    error_code: str
+    error_message: str
+    ip_address: str
+    user_agent: str
+    browser: str
+    raw: dict[str, Any]
+
+    @property
+    def amount_text(self) -> str:
+        """The amount with exactly two decimals, or empty."""
+        return "" if self.amount is None else f"{self.amount:.2f}"
+
+    @property
+    def items_text(self) -> str:
+        """Item count and the first item names: ``3 · Mug, Tea``."""
+        if not self.items:
+            return ""
+        names = [name for name in (item_name(item) for item in self.items) if name]
+        return f"{len(self.items)} · {', '.join(names)}" if names else str(len(self.items))
+
+    def matches(self, needle: str) -> bool:
+        """Whether the filter text occurs in the email, error code or message."""
+        if not needle:
+            return True
+        needle = needle.casefold()
+        return any(
+            needle in part.casefold() for part in (self.email, self.error_code, self.error_message)
+        )
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> ErrorRow:
+        """Parse one row of ``payment-errors-update``."""
+        details = data.get("error_details")
+        nested = details if isinstance(details, dict) else {}
+        code = _text(data.get("error_code") or nested.get("errorCode"))
+        message = _text(data.get("error_message") or nested.get("errorMessage"))
+        user_agent = _text(data.get("user_agent") or nested.get("userAgent"))
+        items = data.get("checkout_items")
+        row_id = data.get("id")
+        at = parse_time(data.get("payment_error_at"))
+        key = (
+            f"id:{row_id}"
+            if row_id is not None
+            else f"s:{data.get('session_id')}:{data.get('attempt')}:{data.get('payment_error_at')}"
+        )
+        return cls(
+            key=key,
+            at=at,
+            email=_text(data.get("email")),
+            phone=_text(data.get("phone")),
+            amount=_amount(data.get("total_amount")),
+            payment_method=_text(data.get("payment_method")),
+            items=items if isinstance(items, list) else [],
+            error_code=code,
+            error_message=message,
+            ip_address=_text(data.get("ip_address")),
+            user_agent=user_agent,
+            browser=describe_user_agent(user_agent),
+            raw=data,
+        )
+
+
+def item_name(item: Any) -> str:
+    """A checkout item's readable name (``name`` or ``title``), or its text."""
+    if isinstance(item, dict):
+        for key in ("name", "title", "productName", "sku", "id"):
+            value = item.get(key)
+            if value not in (None, ""):
+                return str(value)
+        return ""
+    return "" if item is None else str(item)
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def parse_error_rows(data: Any) -> tuple[list[ErrorRow], int]:
+    """Parse ``payment-errors-update`` data: the rows, and how many were unusable.
+
+    Raise :class:`FrameError` if the data is not a list. Rows come newest first.
+    """
+    if not isinstance(data, list):
+        raise FrameError("payment-errors-update data is not a list")
+    rows: list[ErrorRow] = []
+    seen: set[str] = set()
+    bad = 0
+    for item in data:
+        if not isinstance(item, dict):
+            bad += 1
+            continue
+        row = ErrorRow.from_data(item)
+        if row.key in seen:
+            bad += 1
+            continue
+        seen.add(row.key)
+        rows.append(row)
+    floor = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda row: row.at or floor, reverse=True)
+    return rows, bad
+
+
+def errors_in_last_minute(rows: list[ErrorRow], now: datetime) -> int:
+    """How many of the rows happened in the minute up to ``now``."""
+    since = now - timedelta(minutes=1)
+    return sum(1 for row in rows if row.at is not None and since < row.at <= now)
+
+
+class History:
+    """A value's last ``span`` seconds in fixed buckets, kept from the frames received.
+
+    Each bucket holds the highest value seen in it; a bucket without a frame
+    repeats the last known value (the numbers did not change).
+    """
+
+    def __init__(self, span: float = 600.0, bucket: float = 10.0) -> None:
+        self.bucket = bucket
+        self.size = int(span // bucket)
+        self._buckets: deque[tuple[int, int]] = deque()
+        self._first: int | None = None
+
+    def record(self, at: datetime, value: int) -> None:
+        """Note ``value`` at time ``at``."""
+        index = int(at.timestamp() // self.bucket)
+        if self._buckets and self._buckets[-1][0] == index:
+            self._buckets[-1] = (index, max(self._buckets[-1][1], value))
+            return
+        if self._buckets and self._buckets[-1][0] > index:
+            return  # frames from the past (a clock jump): keep the series monotonic
+        self._buckets.append((index, value))
+        if self._first is None:
+            self._first = index
+        # Keep one bucket from before the span: it is the value the span starts with.
+        while len(self._buckets) > 1 and self._buckets[1][0] <= index - self.size:
+            self._buckets.popleft()
+
+    def values(self, now: datetime) -> list[float]:
+        """One value per bucket of the span ending at ``now``, oldest first.
+
+        The series starts at the first bucket the dashboard saw (not at zero:
+        before it started watching, nothing is known).
+        """
+        end = int(now.timestamp() // self.bucket)
+        if self._first is None:
+            return []
+        start = max(end - self.size + 1, min(self._first, end))
+        out: list[float] = []
+        known = 0.0
+        buckets = iter(self._buckets)
+        pending = next(buckets, None)
+        for index in range(start, end + 1):
+            while pending is not None and pending[0] <= index:
+                known = float(pending[1])
+                pending = next(buckets, None)
+            out.append(known)
+        return out

@@ -1,0 +1,1 @@
+"""Dashboard screens: error detail and help."""

@@ -1,0 +1,54 @@
+"""A live count, large, with a sparkline of the last minutes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import Digits, Sparkline
+
+
+class CountPanel(Vertical):
+    """One page type's live sessions: the number, and its history as a sparkline."""
+
+    count: reactive[int] = reactive(0)
+    alert: reactive[bool] = reactive(False)
+
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.border_title = title
+
+    def compose(self) -> ComposeResult:
+        """The number (and, in subclasses, more beside it) above the sparkline."""
+        with Horizontal(classes="panel-body"):
+            yield Digits("0", classes="count")
+            yield from self.compose_beside()
+        yield Sparkline([], classes="history")
+
+    def compose_beside(self) -> ComposeResult:
+        """Widgets shown to the right of the number (none here)."""
+        yield from ()
+
+    def watch_count(self, count: int) -> None:
+        """Show the new number."""
+        if self.is_mounted:
+            self.query_one(".count", Digits).update(str(count))
+
+    def watch_alert(self, alert: bool) -> None:
+        """The .tcss turns an alerting panel red."""
+        self.set_class(alert, "-alert")
+
+    def on_mount(self) -> None:
+        """Show the initial number."""
+        self.watch_count(self.count)
+
+    def set_history(self, values: Sequence[float]) -> None:
+        """Replace the sparkline's data (oldest first)."""
+        sparkline = self.query_one(".history", Sparkline)
+        data = list(values)
+        if len(data) == 1:
+            data *= 2  # one value alone would be drawn as a full bar, two as a flat line
+        if list(sparkline.data or []) != data:
+            sparkline.data = data

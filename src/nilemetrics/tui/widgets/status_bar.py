@@ -1,0 +1,97 @@
+"""The header line: connection state, server address, last update, stale and paused marks."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Label
+
+#: Connection states (CSS classes ``-<state>`` on the state label).
+STATES = ("connecting", "connected", "reconnecting", "unreachable", "refused", "ended")
+
+
+class StatusBar(Horizontal):
+    """Top line of the dashboard; the app sets its reactives, the .tcss styles them."""
+
+    state: reactive[str] = reactive("connecting")
+    retry_in: reactive[int | None] = reactive(None)
+    address: reactive[str] = reactive("")
+    last_update: reactive[str] = reactive("")
+    live_sessions: reactive[int | None] = reactive(None)
+    stale: reactive[bool] = reactive(False)
+    paused: reactive[bool] = reactive(False)
+
+    def compose(self) -> ComposeResult:
+        """Labels left to right; the address shrinks first on a narrow terminal."""
+        yield Label("nilemetrics", id="brand")
+        yield Label("", id="conn-state")
+        yield Label("", id="address")
+        yield Label("", id="live")
+        yield Label("", id="updated")
+        yield Label("STALE", id="stale-badge")
+        yield Label("PAUSED · p resumes", id="paused-badge")
+
+    def on_mount(self) -> None:
+        """Render the initial state."""
+        self._render_state()
+        self.watch_address(self.address)
+        self.watch_last_update(self.last_update)
+        self.watch_live_sessions(self.live_sessions)
+        self.watch_stale(self.stale)
+        self.watch_paused(self.paused)
+
+    def state_text(self) -> str:
+        """The connection state as shown, e.g. ``reconnecting in 4s``."""
+        retry = f" · reconnecting in {self.retry_in}s" if self.retry_in is not None else ""
+        if self.state == "connected":
+            return "● connected"
+        if self.state == "connecting":
+            return "◌ connecting…"
+        if self.state == "reconnecting":
+            return f"○ connection lost{retry or ' · reconnecting…'}"
+        if self.state == "unreachable":
+            return f"✕ server unreachable{retry}"
+        if self.state == "refused":
+            return "✕ auth refused: check --token"
+        return "✕ feed ended"
+
+    def _render_state(self) -> None:
+        if not self.is_mounted:
+            return
+        label = self.query_one("#conn-state", Label)
+        label.update(self.state_text())
+        for state in STATES:
+            label.set_class(state == self.state, f"-{state}")
+
+    def watch_state(self, _state: str) -> None:
+        """Show the new connection state."""
+        self._render_state()
+
+    def watch_retry_in(self, _retry_in: int | None) -> None:
+        """Show the reconnect countdown."""
+        self._render_state()
+
+    def watch_address(self, address: str) -> None:
+        """Show the server address."""
+        if self.is_mounted:
+            self.query_one("#address", Label).update(address)
+
+    def watch_live_sessions(self, live: int | None) -> None:
+        """Show the number of live sessions."""
+        if self.is_mounted:
+            self.query_one("#live", Label).update("" if live is None else f"{live} live")
+
+    def watch_last_update(self, last_update: str) -> None:
+        """Show when the numbers last changed."""
+        if self.is_mounted:
+            text = f"updated {last_update}" if last_update else "no data yet"
+            self.query_one("#updated", Label).update(text)
+
+    def watch_stale(self, stale: bool) -> None:
+        """Show or hide the stale marker."""
+        self.set_class(stale, "-stale")
+
+    def watch_paused(self, paused: bool) -> None:
+        """Show or hide the paused marker."""
+        self.set_class(paused, "-paused")

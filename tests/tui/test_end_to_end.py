@@ -1,0 +1,80 @@
+"""The dashboard on a real server, over the real WebSocket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nilemetrics.tui.app import NileMetricsApp
+from nilemetrics.tui.config import DashboardConfig
+from nilemetrics.tui.widgets.error_table import ErrorTable
+from nilemetrics.tui.widgets.status_bar import StatusBar
+from tests.support import LiveServer
+from tests.tui.recorded import CHROME_WINDOWS, screen_text, wait_until
+
+P = "/api/metrics"
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:
+    response = client.post(f"{P}/{path}", json=body)
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_journey_shows_numbers_and_error_row(server: LiveServer, tmp_path: Path) -> None:
+    """A shopper's journey posted over HTTP appears in the panels and the error table."""
+    config = DashboardConfig(url=server.base_url, token=server.token, export_dir=tmp_path)
+    app = NileMetricsApp(config)
+    headers = {"User-Agent": CHROME_WINDOWS}
+    async with app.run_test(size=(160, 48)) as pilot:
+        status = app.query_one(StatusBar)
+        await wait_until(pilot, lambda: status.state == "connected", timeout=10,
+                         what="connected")
+        with httpx.Client(base_url=server.base_url, timeout=10, headers=headers) as client:
+            browsing = client.post(f"{P}/session/start").json()["sessionId"]
+            _post(client, "track/page-visit", {"sessionId": browsing, "pageType": "homepage"})
+            buyer = client.post(f"{P}/session/start",
+                                json={"email": "e2e@example.com", "phone": "+4930123"}
+                                ).json()["sessionId"]
+            _post(client, "track/page-visit",
+                  {"sessionId": buyer, "pageType": "category", "pageIdentifier": "teapots"})
+            _post(client, "track/checkout-start", {
+                "sessionId": buyer, "totalAmount": 59.97, "paymentMethod": "card",
+                "checkoutItems": [{"name": "Cast-iron teapot", "quantity": 1, "price": 59.97}],
+            })
+            _post(client, "track/page-visit", {"sessionId": buyer, "pageType": "payment"})
+            _post(client, "track/payment-start", {"sessionId": buyer, "paymentMethod": "card"})
+            _post(client, "track/payment-error", {
+                "sessionId": buyer,
+                "errorDetails": {"errorCode": "card_declined",
+                                 "errorMessage": "Your card was declined",
+                                 "userAgent": CHROME_WINDOWS},
+            })
+
+        def on_screen() -> bool:
+            text = screen_text(app)
+            return ("e2e@example.com" in text and "59.97" in text
+                    and "2 live" in text and "card_declined" in text)
+
+        await wait_until(pilot, on_screen, timeout=15, what="journey on screen")
+        assert app.metrics.homepage == 1
+        assert app.metrics.live_sessions == 2
+        row = app.query_one(ErrorTable).rows_shown[0]
+        assert (row.email, row.amount_text, row.error_code) == (
+            "e2e@example.com", "59.97", "card_declined")
+        assert row.browser == "Chrome 131 · Windows"
+        assert row.items_text == "1 · Cast-iron teapot"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_wrong_token_shows_auth_refused(server: LiveServer, tmp_path: Path) -> None:
+    """A wrong token on the real server ends in 'auth refused', not a retry loop."""
+    config = DashboardConfig(url=server.base_url, token="not-the-token", export_dir=tmp_path)
+    app = NileMetricsApp(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.query_one(StatusBar)
+        await wait_until(pilot, lambda: status.state == "refused", timeout=10)
+        assert "auth refused" in screen_text(app)
