@@ -164,3 +164,20 @@ async def test_malformed_client_frames_get_error_frame(server: LiveServer) -> No
         await ws.send(json.dumps({"event": "join-seller-dashboard", "data": "s1"}))
         await ws.send(json.dumps({"event": "dance"}))
         await recv_until(ws, lambda f: f["event"] == "error")
+
+
+async def test_rows_changed_outside_the_server_are_pushed(server: LiveServer, db: Any) -> None:
+    """A payment error removed by another process (e.g. forget) leaves the pushed list."""
+    from sqlalchemy import delete
+
+    from nilemetrics.server.tables import errors_t
+
+    async with websockets.connect(f"{server.ws_url}?token={server.token}") as ws, \
+            httpx.AsyncClient(base_url=server.base_url) as http:
+        sid = (await http.post(f"{P}/session/start")).json()["sessionId"]
+        await http.post(f"{P}/track/payment-error", json=nested_error(sid, "x", "y"))
+        await recv_until(ws, lambda f: f["event"] == "payment-errors-update" and f["data"])
+        with db.begin() as conn:
+            conn.execute(delete(errors_t))
+        await recv_until(ws, lambda f: f["event"] == "payment-errors-update" and not f["data"],
+                         timeout=3)

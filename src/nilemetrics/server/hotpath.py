@@ -41,8 +41,12 @@ class HotSql:
         # Only the columns an event changes: SET on an indexed column rewrites its
         # index entry even when the value is unchanged.
         self.update_sessions = (
-            f"UPDATE user_sessions SET is_active = {p}, last_activity = {p}, ended_at = {p}, "
-            f"current_page_type = {p}, current_page_identifier = {p} WHERE session_id = {p}"
+            f"UPDATE user_sessions SET last_activity = {p}, current_page_type = {p}, "
+            f"current_page_identifier = {p} WHERE session_id = {p}"
+        )
+        # Rare (a session ends or comes back): ended_at is indexed.
+        self.update_session_state = (
+            f"UPDATE user_sessions SET is_active = {p}, ended_at = {p} WHERE session_id = {p}"
         )
         self.update_session_client = (
             f"UPDATE user_sessions SET ip_address = {p}, user_agent = {p} WHERE session_id = {p}"

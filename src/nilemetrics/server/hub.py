@@ -132,8 +132,11 @@ class Hub:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._refresh_interval)
             except TimeoutError:
-                # Sessions leave the live window without any event: look again.
+                # Time alone changes things: sessions leave the live window, errors
+                # age out of the last hour, another process (cleanup, forget on
+                # SQLite) changed rows. Look again; only a difference is pushed.
                 self._metrics_dirty = True
+                self._errors_dirty = True
             self._wake.clear()
             delay = self._last_push + self._push_interval - time.monotonic()
             if delay > 0:

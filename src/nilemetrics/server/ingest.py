@@ -85,6 +85,7 @@ class _SessionState:
     new_visit: dict[str, Any] | None = None
     dirty: bool = False
     contact_dirty: bool = False
+    state_dirty: bool = False
 
 
 @dataclass(slots=True)
@@ -214,6 +215,7 @@ def _touch(state: _SessionState, event: TrackedEvent) -> None:
         # A later event revives a session that ended or timed out.
         state.is_active = True
         state.ended_at = None
+        state.state_dirty = True
     ctx = event.context
     if not ctx.anonymous:
         if state.ip_address is None and ctx.ip_address:
@@ -300,6 +302,7 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
             _close_visit(plan, sid, state, event.at)
             state.is_active = False
             state.ended_at = event.at
+            state.state_dirty = True
         elif kind in ("checkout-start", "payment-start", "payment-error", "payment-success"):
             if _apply_checkout_event(conn, plan, state, event):
                 outcome.payment_errors += 1
@@ -313,14 +316,16 @@ def _write_sessions(conn: Connection, plan: _Plan) -> None:
     new_rows: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     contact_updates: list[tuple[Any, ...]] = []
+    state_updates: list[tuple[Any, ...]] = []
     for sid, st in plan.states.items():
         if not st.dirty:
             continue
         if st.exists:
             updates.append(
-                (boolean(st.is_active), ts(st.last_activity), ts(st.ended_at),
-                 st.current_page_type, st.current_page_identifier, sid)
+                (ts(st.last_activity), st.current_page_type, st.current_page_identifier, sid)
             )
+            if st.state_dirty:
+                state_updates.append((boolean(st.is_active), ts(st.ended_at), sid))
             if st.contact_dirty:
                 # Separate and rare: assigning indexed columns rewrites their index
                 # entries even when the value stays the same.
@@ -333,6 +338,7 @@ def _write_sessions(conn: Connection, plan: _Plan) -> None:
             )
     sql.executemany(conn, sql.insert_sessions, new_rows)
     sql.executemany(conn, sql.update_sessions, updates)
+    sql.executemany(conn, sql.update_session_state, state_updates)
     sql.executemany(conn, sql.update_session_client, contact_updates)
     sql.executemany(
         conn,
