@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from nilemetrics import __version__
+from nilemetrics.cli.cleanup import cleanup
+from nilemetrics.cli.common import err_console
 from nilemetrics.cli.db import init_db
+from nilemetrics.cli.demo import demo
+from nilemetrics.cli.export import export
+from nilemetrics.cli.forget import forget
+from nilemetrics.cli.report import report
 from nilemetrics.cli.serve import serve
+from nilemetrics.cli.simulate import simulate_command
 from nilemetrics.cli.watch import watch
 
 app = typer.Typer(
@@ -20,6 +29,12 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.command("init-db")(init_db)
 app.command("watch")(watch)
+app.command("cleanup")(cleanup)
+app.command("forget")(forget)
+app.command("export")(export)
+app.command("report")(report)
+app.command("simulate")(simulate_command)
+app.command("demo")(demo)
 
 
 def _version(value: bool) -> None:
@@ -39,4 +54,20 @@ def _root(
 
 def main() -> None:
     """Entry point of the `nilemetrics` script and `python -m nilemetrics`."""
-    app()
+    if len(sys.argv) <= 1:
+        app()  # no arguments: the overview help
+        return
+    # Usage errors (unknown option, bad value) as one line, not Typer's framed panel.
+    try:
+        code = app(prog_name="nilemetrics", standalone_mode=False)
+    except typer.TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -10,7 +10,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    column,
+    func,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from nilemetrics.server.column_types import JSONType, Money, UTCDateTime
@@ -43,6 +54,8 @@ class UserSession(SQLModel, table=True):
             sqlite_where=text("is_active = 1"),
             postgresql_where=text("is_active = true"),
         ),
+        # GDPR erasure and access look people up by email whatever its case.
+        Index("ix_user_sessions_email_lower", func.lower(column("email"))),
     )
 
     id: int | None = _id()
@@ -53,9 +66,11 @@ class UserSession(SQLModel, table=True):
     ip_address: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=1024)
     is_active: bool = True
-    started_at: datetime = _utc(nullable=False)
+    # Both indexes only ever grow at their end (times increase), so they cost
+    # ingestion almost nothing; reports and purges select sessions by them.
+    started_at: datetime = _utc(nullable=False, index=True)
     last_activity: datetime = _utc(nullable=False)
-    ended_at: datetime | None = _utc()
+    ended_at: datetime | None = _utc(index=True)
     current_page_type: str | None = Field(default=None, max_length=32)
     current_page_identifier: str | None = Field(default=None, max_length=255)
 

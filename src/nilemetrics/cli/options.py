@@ -1,0 +1,97 @@
+"""Options and helpers the operations commands share: the database, durations, times."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from nilemetrics.cli.common import build_settings, fail
+from nilemetrics.config import Settings
+from nilemetrics.durations import parse_duration
+from nilemetrics.server.db import (
+    DatabaseUnavailable,
+    DatabaseUrlError,
+    current_revision,
+    describe_db_error,
+    head_revision,
+    make_engine,
+    redact_url,
+)
+
+#: Tables, Rich markup and summaries go to stdout; errors to stderr (cli.common).
+out_console = Console(highlight=False)
+
+
+def seconds(value: str, option: str) -> float:
+    """A duration option's value in seconds, or a one-line error naming the option."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}")
+
+
+def point_in_time(value: str, option: str, now: datetime) -> datetime:
+    """``24h`` (that long ago) or an ISO 8601 time (naive means UTC) as an aware datetime."""
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(
+            f"{option}: invalid time {value!r}: use a duration such as 24h or 7d, "
+            "or an ISO time such as 2026-11-24T08:00:00Z"
+        )
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def open_database(database_url: str | None) -> tuple[Engine, Settings]:
+    """An engine on the configured database whose schema is current, or a one-line error."""
+    settings = build_settings(database_url=database_url)
+    url = settings.effective_database_url()
+    where = redact_url(url)
+    try:
+        engine = make_engine(url, busy_timeout=settings.sqlite_busy_timeout)
+    except DatabaseUrlError as exc:
+        fail(str(exc))
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        # Connecting would create an empty file; say what is wrong instead.
+        if not Path(path).expanduser().exists():
+            engine.dispose()
+            fail(f"no database at {path}: run `nilemetrics init-db` or pass --database-url")
+    try:
+        revision = current_revision(engine)
+    except (DBAPIError, DatabaseUnavailable) as exc:
+        engine.dispose()
+        fail(f"cannot reach database {where}: {describe_db_error(exc)}")
+    head = head_revision()
+    if revision != head:
+        engine.dispose()
+        state = "has no nilemetrics schema" if revision is None else f"is at revision {revision}"
+        fail(f"database {where} {state} (this version needs {head}): run `nilemetrics init-db`")
+    return engine, settings
+
+
+@contextlib.contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn a database failure in the block into one error line; dispose the engine."""
+    try:
+        yield
+    except (DBAPIError, DatabaseUnavailable) as exc:
+        fail(f"database error on {redact_url(engine.url.render_as_string())}: "
+             f"{describe_db_error(exc)}")
+    finally:
+        engine.dispose()
+
+
+def utc_now() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)

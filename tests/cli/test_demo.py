@@ -1,0 +1,73 @@
+"""`nilemetrics demo`: everything starts together and nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.cli.conftest import Invoke
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_demo_without_dashboard_runs_and_cleans_up(nm: Invoke) -> None:
+    """--no-dashboard --duration 3s: live lines, a summary, then no server, threads or files."""
+    result = nm("demo", "--no-dashboard", "--duration", "3s", "--shoppers", "6",
+                "--speed", "50", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    workdir = Path(re.search(r"demo database in (\S+)", result.stderr).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"server on http://127\.0\.0\.1:(\d+)", result.stderr).group(1))  # type: ignore[union-attr]
+    lines = [line for line in result.stdout.splitlines() if "live sessions" in line]
+    assert lines, result.stdout
+    assert any(re.search(r"live sessions\s+[1-9]", line) for line in lines)
+    assert "Demo summary" in result.stdout
+    assert not workdir.exists()
+    assert not _port_open(port)
+    left = [t.name for t in threading.enumerate() if t.name.startswith("nm-demo")]
+    assert not left, (left, result.stderr)
+
+
+def test_demo_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) stops server and shoppers, removes the database, exits cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nilemetrics", "demo", "--no-dashboard", "--shoppers", "4",
+         "--speed", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 30
+    seen = ""
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "live sessions" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    workdir = Path(re.search(r"demo database in (\S+)", err).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"server on http://127\.0\.0\.1:(\d+)", err).group(1))  # type: ignore[union-attr]
+    assert "live sessions" in seen
+    assert "Demo summary" in out
+    assert not workdir.exists()
+    assert not _port_open(port)
+    assert "Traceback" not in err
+
+
+def test_demo_bad_duration(nm: Invoke) -> None:
+    """A bad --duration is one line, before anything starts."""
+    result = nm("demo", "--no-dashboard", "--duration", "soon")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --duration: invalid duration 'soon'")

@@ -1,0 +1,86 @@
+"""Every operations command: --help with an example; errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import run_cli
+
+COMMANDS = ["cleanup", "forget", "export", "report", "simulate", "demo"]
+UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_an_example(command: str) -> None:
+    """`nilemetrics CMD --help` exits 0 and shows an example invocation."""
+    result = run_cli([command, "--help"])
+    assert result.returncode == 0, result.stderr
+    assert f"Example: nilemetrics {command}" in result.stdout
+
+
+def _one_line_error(result: object) -> str:
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert result.returncode != 0  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return str(lines[0])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cleanup"],
+        ["forget", "--email", "a@b.c", "--yes"],
+        ["export", "--what", "events"],
+        ["report"],
+    ],
+)
+def test_unreachable_database_is_one_line(args: list[str]) -> None:
+    """A database that does not answer: one line naming it (password hidden), exit 1."""
+    line = _one_line_error(run_cli([*args, "--database-url", UNREACHABLE]))
+    assert line.startswith(f"error: cannot reach database {UNREACHABLE}:")
+
+
+def test_password_is_not_printed() -> None:
+    """The database password never appears in an error."""
+    url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/nowhere"
+    line = _one_line_error(run_cli(["report", "--database-url", url]))
+    assert "s3cret" not in line and "***" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["report", "--since", "3x"], "error: --since: invalid time '3x'"),
+        (["export", "--until", "yesterday"], "error: --until: invalid time 'yesterday'"),
+        (["cleanup", "--session-timeout", "-5m"], "error: --session-timeout: invalid duration"),
+        (["cleanup", "--bogus"], "error: No such option: --bogus (see: nilemetrics cleanup"),
+        (["export", "--format", "xml"], "error: Invalid value for '--format'"),
+        (["report", "--database-url", "mysql://x/y"], "error: unsupported database 'mysql'"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], expected: str) -> None:
+    """Bad durations, times, options and URLs: one line starting with the problem."""
+    assert _one_line_error(run_cli(args)).startswith(expected)
+
+
+def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
+    """Reading commands on a missing SQLite file say so and do not create it."""
+    path = tmp_path / "absent.db"
+    line = _one_line_error(run_cli(["report", "--database-url", f"sqlite:///{path}"]))
+    assert line == (
+        f"error: no database at {path}: run `nilemetrics init-db` or pass --database-url"
+    )
+    assert not path.exists()
+
+
+def test_database_without_schema(tmp_path: Path) -> None:
+    """A database without the schema asks for init-db instead of failing on a query."""
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    line = _one_line_error(run_cli(["export", "--database-url", f"sqlite:///{path}"]))
+    assert "has no nilemetrics schema" in line and "run `nilemetrics init-db`" in line

@@ -1,0 +1,104 @@
+"""`nilemetrics report` against the hand-computed fixture (tests/cli/seed.py)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.conftest import Invoke
+from tests.cli.seed import seed
+
+
+def test_report_json_matches_hand_computed_numbers(database_url: str, nm: Invoke) -> None:
+    """Every analysis of --json equals the numbers worked out by hand from the fixture."""
+    seed(database_url)
+    result = nm("report", "--since", "24h", "--json", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["timeOnPage"]["byPageType"] == [
+        {"pageType": "homepage", "visits": 5, "avgSeconds": 22.4},
+        {"pageType": "category", "visits": 3, "avgSeconds": 40.0},
+        {"pageType": "checkout", "visits": 3, "avgSeconds": 11.0},
+        {"pageType": "payment", "visits": 2, "avgSeconds": 7.5},
+        {"pageType": "offer", "visits": 1, "avgSeconds": 60.0},
+        {"pageType": "payment_error", "visits": 1, "avgSeconds": 5.0},
+        {"pageType": "product", "visits": 1, "avgSeconds": 20.0},
+    ]
+    assert body["timeOnPage"]["byCategory"] == [
+        {"identifier": "shoes", "visits": 2, "avgSeconds": 40.0},
+        {"identifier": "hats", "visits": 1, "avgSeconds": 40.0},
+    ]
+    assert body["timeOnPage"]["byOffer"] == [
+        {"identifier": "black-friday", "visits": 1, "avgSeconds": 60.0}
+    ]
+    assert body["funnel"] == [
+        {"step": "sessions", "sessions": 5, "dropOff": None, "dropOffRate": None,
+         "conversion": 1.0},
+        {"step": "checkout", "sessions": 3, "dropOff": 2, "dropOffRate": 0.4,
+         "conversion": 0.6},
+        {"step": "payment", "sessions": 3, "dropOff": 0, "dropOffRate": 0.0,
+         "conversion": 0.6},
+        {"step": "success", "sessions": 2, "dropOff": 1, "dropOffRate": 0.3333,
+         "conversion": 0.4},
+    ]
+    assert body["abandonment"] == [
+        {"pageType": "category", "pageIdentifier": "hats", "sessions": 1, "share": 0.5},
+        {"pageType": "payment_error", "pageIdentifier": None, "sessions": 1, "share": 0.5},
+    ]
+    assert body["paymentErrors"] == [
+        {"errorCode": "insufficient_funds", "errors": 2, "checkouts": 1,
+         "amountAtStake": "50.00", "amountRecovered": "0.00"},
+        {"errorCode": "card_declined", "errors": 1, "checkouts": 1,
+         "amountAtStake": "100.00", "amountRecovered": "100.00"},
+    ]
+    assert body["retries"] == {
+        "failedCheckouts": 2,
+        "succeededAfterRetry": 1,
+        "succeededAfterRetryRate": 0.5,
+        "byFailures": [
+            {"failures": 1, "checkouts": 1, "succeeded": 1, "shareOfFailedCheckouts": 0.5},
+            {"failures": 2, "checkouts": 1, "succeeded": 0, "shareOfFailedCheckouts": 0.0},
+        ],
+    }
+    assert body["paymentSuccess"] == {
+        "checkouts": 3, "checkoutsWithOutcome": 3, "paid": 2, "successRate": 0.6667,
+        "paymentAttempts": 5, "attemptSuccessRate": 0.4,
+    }
+
+
+def test_report_longer_period_includes_old_history(database_url: str, nm: Invoke) -> None:
+    """--since 365d takes in the 100-day-old session S6 and its expired_card error."""
+    seed(database_url)
+    result = nm("report", "--since", "365d", "--json", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["funnel"][0]["sessions"] == 6
+    codes = {row["errorCode"]: row for row in body["paymentErrors"]}
+    assert codes["expired_card"]["amountAtStake"] == "10.00"
+    assert body["retries"]["failedCheckouts"] == 3
+
+
+def test_report_tables_show_the_analyses(database_url: str, nm: Invoke) -> None:
+    """Without --json the report prints one Rich table per analysis with the numbers."""
+    seed(database_url)
+    result = nm("report", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for title in ("Average time on page", "Average time per category", "Conversion funnel",
+                  "Abandonment points", "Payment errors by code", "Retries: 1 of 2",
+                  "Payment success"):
+        assert title in out
+    assert "insufficient_funds" in out and "50.00" in out
+    assert "66.7%" in out  # per-checkout success rate
+    assert "category:hats" in out
+
+
+def test_report_empty_period(database_url: str, nm: Invoke) -> None:
+    """A period with no activity reports zeros and no rates, not an error."""
+    seed(database_url)
+    result = nm("report", "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02",
+                "--json", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["funnel"][0]["sessions"] == 0
+    assert body["paymentSuccess"]["successRate"] is None
+    assert body["timeOnPage"]["byPageType"] == []
