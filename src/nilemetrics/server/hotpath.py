@@ -3,9 +3,9 @@
 SQLAlchemy's per-row bind processing (type decorators, datetime-to-text on
 SQLite, JSON encoding) costs more than the database work itself at thousands
 of events per second, and it runs while holding the GIL that the HTTP side
-needs. These statements send plain tuples through the DBAPI's ``executemany``
-instead, converted once here, in the formats SQLAlchemy itself uses to store
-them, so every other reader (ORM, Core, reports) sees the same values.
+needs. These statements send plain values through the DBAPI, one multi-row
+statement per batch, converted once here into the formats SQLAlchemy itself uses
+to store them, so every other reader (ORM, Core, reports) sees the same values.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
+#: Most parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
+MAX_PARAMS = 30_000
+
 
 class HotSql:
     """The hot statements and value conversions for one dialect."""
@@ -24,42 +27,71 @@ class HotSql:
     def __init__(self, dialect_name: str) -> None:
         self.pg = dialect_name == "postgresql"
         p = "%s" if self.pg else "?"
-
-        def marks(n: int) -> str:
-            return ", ".join([p] * n)
-
         self._p = p
+        # Multi-row statements: "{rows}" becomes "(?, ?), (?, ?), …". One statement per
+        # batch instead of one per row matters beyond the round trips: sqlite3 releases
+        # and re-takes the GIL around every row it steps, and each re-take can wait for
+        # the event loop's switch interval.
         self.insert_events = (
             "INSERT INTO events (event_id, event_type, session_id, occurred_at, payload) "
-            f"VALUES ({marks(5)})"
+            "VALUES {rows}"
         )
         self.insert_sessions = (
             "INSERT INTO user_sessions (session_id, user_id, email, phone, ip_address, "
             "user_agent, is_active, started_at, last_activity, ended_at, current_page_type, "
-            f"current_page_identifier) VALUES ({marks(12)})"
+            "current_page_identifier) VALUES {rows}"
         )
         # Only the columns an event changes: SET on an indexed column rewrites its
         # index entry even when the value is unchanged.
         self.update_sessions = (
-            f"UPDATE user_sessions SET last_activity = {p}, current_page_type = {p}, "
-            f"current_page_identifier = {p} WHERE session_id = {p}"
+            "WITH v(sid, la, pt, pi) AS (VALUES {rows}) "
+            "UPDATE user_sessions SET last_activity = v.la, current_page_type = v.pt, "
+            "current_page_identifier = v.pi FROM v WHERE user_sessions.session_id = v.sid"
         )
-        # Rare (a session ends or comes back): ended_at is indexed.
+        # The open visit is found through the small partial index of open visits,
+        # never by walking a session's whole history (SQLite, without statistics,
+        # would pick the plain session_id index, so it is named).
+        open_index = "" if self.pg else " INDEXED BY ix_page_visits_open"
+        self.close_visits = (
+            "WITH v(sid, ex, dur) AS (VALUES {rows}) "
+            f"UPDATE page_visits{open_index} SET exited_at = v.ex, duration_seconds = v.dur, "
+            f"is_active = {self.false} FROM v "
+            f"WHERE page_visits.session_id = v.sid AND page_visits.is_active = {self.true}"
+        )
+        self.insert_visits = (
+            "INSERT INTO page_visits (session_id, page_type, page_identifier, page_url, "
+            "entered_at, exited_at, duration_seconds, is_active) VALUES {rows}"
+        )
+        # Rare (a session ends or comes back; ended_at is indexed) and rarer (the
+        # client's address is filled in): one row at a time is fine.
         self.update_session_state = (
             f"UPDATE user_sessions SET is_active = {p}, ended_at = {p} WHERE session_id = {p}"
         )
         self.update_session_client = (
             f"UPDATE user_sessions SET ip_address = {p}, user_agent = {p} WHERE session_id = {p}"
         )
-        self.close_visits = (
-            f"UPDATE page_visits SET exited_at = {p}, duration_seconds = {p}, "
-            f"is_active = {self.false} WHERE session_id = {p} AND is_active = {self.true}"
-        )
-        self.insert_visits = (
-            "INSERT INTO page_visits (session_id, page_type, page_identifier, page_url, "
-            f"entered_at, exited_at, duration_seconds, is_active) VALUES ({marks(8)})"
-        )
+        self._open_index = open_index
         self._select_cache: dict[int, str] = {}
+        self._rows_cache: dict[tuple[int, int], str] = {}
+
+    def _rows(self, n: int, width: int) -> str:
+        key = (n, width)
+        text = self._rows_cache.get(key)
+        if text is None:
+            one = "(" + ", ".join([self._p] * width) + ")"
+            text = self._rows_cache[key] = ", ".join([one] * n)
+        return text
+
+    def bulk(self, conn: Connection, template: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run a ``{rows}`` statement for all rows, as few statements as the limits allow."""
+        if not rows:
+            return
+        width = len(rows[0])
+        step = max(1, MAX_PARAMS // width)
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            sql = template.replace("{rows}", self._rows(len(chunk), width))
+            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
 
     @property
     def false(self) -> str:
@@ -79,7 +111,7 @@ class HotSql:
                 "SELECT s.session_id, s.is_active, s.started_at, s.last_activity, s.ended_at, "
                 "s.current_page_type, s.current_page_identifier, s.user_id, s.email, s.phone, "
                 "s.ip_address, s.user_agent, v.entered_at FROM user_sessions s "
-                "LEFT JOIN page_visits v ON v.session_id = s.session_id "
+                f"LEFT JOIN page_visits v{self._open_index} ON v.session_id = s.session_id "
                 f"AND v.is_active = {self.true} "
                 f"WHERE s.session_id IN ({', '.join([self._p] * n)})"
             )

@@ -1,7 +1,7 @@
 """Applying a batch of tracking events in one transaction (the group commit's body).
 
 Session and page-visit changes, which are nearly all the traffic, are worked out
-in memory and written with a few ``executemany`` statements per batch. Checkout
+in memory and written with a few multi-row statements per batch. Checkout
 and payment events are rarer and touch one checkout each; they are written in
 arrival order as they come.
 """
@@ -133,6 +133,8 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
     client_rows: list[dict[str, Any]] = []
     server_rows: list[dict[str, Any]] = []
     for index, event in enumerate(events):
+        if event.event_id is None and event.kind in _RECORDED_ELSEWHERE:
+            continue
         row = {
             "event_type": event.kind,
             "session_id": event.session_id,
@@ -140,8 +142,6 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
             "payload": _payload(event),
         }
         if event.event_id is None:
-            if event.kind in _RECORDED_ELSEWHERE:
-                continue
             row["event_id"] = uuid7().hex
             server_rows.append(row)
         elif event.event_id in seen:
@@ -162,7 +162,7 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
                 applied[index] = False
     if server_rows:
         sql = hot_sql(conn)
-        sql.executemany(
+        sql.bulk(
             conn,
             sql.insert_events,
             [
@@ -322,7 +322,7 @@ def _write_sessions(conn: Connection, plan: _Plan) -> None:
             continue
         if st.exists:
             updates.append(
-                (ts(st.last_activity), st.current_page_type, st.current_page_identifier, sid)
+                (sid, ts(st.last_activity), st.current_page_type, st.current_page_identifier)
             )
             if st.state_dirty:
                 state_updates.append((boolean(st.is_active), ts(st.ended_at), sid))
@@ -336,17 +336,17 @@ def _write_sessions(conn: Connection, plan: _Plan) -> None:
                  boolean(st.is_active), ts(st.started_at), ts(st.last_activity),
                  ts(st.ended_at), st.current_page_type, st.current_page_identifier)
             )
-    sql.executemany(conn, sql.insert_sessions, new_rows)
-    sql.executemany(conn, sql.update_sessions, updates)
+    sql.bulk(conn, sql.insert_sessions, new_rows)
+    sql.bulk(conn, sql.update_sessions, updates)
     sql.executemany(conn, sql.update_session_state, state_updates)
     sql.executemany(conn, sql.update_session_client, contact_updates)
-    sql.executemany(
+    sql.bulk(
         conn,
         sql.close_visits,
-        [(ts(c["exited_at"]), c["duration_seconds"], c["b_session_id"])
+        [(c["b_session_id"], ts(c["exited_at"]), c["duration_seconds"])
          for c in plan.visit_closes],
     )
-    sql.executemany(
+    sql.bulk(
         conn,
         sql.insert_visits,
         [
