@@ -49,12 +49,17 @@ def timed_snapshot(engine: Engine, runs: int) -> float:
 
 
 def insert(engine: Engine, sql: str, rows: list[tuple[object, ...]]) -> None:
-    """Bulk insert through the driver, in chunks."""
+    """Bulk insert through the driver, in chunks (multi-row templates or executemany)."""
+    hot = HotSql(engine.dialect.name)
     with engine.connect() as conn:
         write_options(conn)
         for start in range(0, len(rows), 50_000):
             with conn.begin():
-                conn.exec_driver_sql(sql, rows[start:start + 50_000])
+                chunk = rows[start:start + 50_000]
+                if "{rows}" in sql:
+                    hot.bulk(conn, sql, chunk)
+                else:
+                    conn.exec_driver_sql(sql, chunk)
 
 
 def live_sessions(engine: Engine, hot: HotSql) -> None:
