@@ -200,17 +200,6 @@ class PaymentErrorIn(SessionEventIn):
         return value
 
 
-BatchEventType = Literal[
-    "session-heartbeat",
-    "page-visit",
-    "checkout-start",
-    "payment-start",
-    "payment-error",
-    "payment-success",
-    "session-end",
-]
-
-
 class BatchIn(_Body):
     """Body of ``events``: many events at once, applied in order in one commit."""
 
