@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     batch_max_events: int = 1000
     """Most events one group commit writes."""
 
+    writer_process: bool = True
+    """Apply event batches in a child process (no GIL contention with the HTTP side)."""
+
     push_interval: float = 0.25
     """Least time between two ``metrics-update`` frames (pushes are coalesced)."""
 

@@ -82,12 +82,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         def on_commit(outcome: BatchOutcome) -> None:
             hub.mark_dirty(metrics=True, errors=outcome.payment_errors > 0)
 
-        writer = GroupCommitWriter(engine, max_batch=settings.batch_max_events, on_commit=on_commit)
+        writer = GroupCommitWriter(
+            engine,
+            max_batch=settings.batch_max_events,
+            on_commit=on_commit,
+            process_url=url if settings.writer_process else None,
+            busy_timeout=settings.sqlite_busy_timeout,
+        )
         state = ServerState(
             settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
         )
         app.state.nm = state
-        writer.start()
+        await writer.start()
         hub.start()
         tasks = [asyncio.create_task(_cleanup_loop(state), name="nm-cleanup")]
         if engine.dialect.name == "postgresql":

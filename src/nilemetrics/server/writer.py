@@ -1,26 +1,42 @@
 """Group-commit writer: many requests' events, one transaction, answers after commit.
 
-Requests put their events in a queue and wait. One writer thread takes
-everything queued (up to ``max_batch``), applies it in one transaction, commits,
-and only then wakes the waiting requests. While it commits, the next batch
-queues up, so the commit rate adapts to the load by itself: one commit per
-event when idle, hundreds of events per commit under load.
+Requests put their events in a queue and wait. The writer takes everything
+queued (up to ``max_batch``), applies it in one transaction, commits, and only
+then wakes the waiting requests. While it commits, the next batch queues up, so
+the commit rate adapts to the load by itself: one commit per event when idle,
+hundreds of events per commit under load.
+
+Batches are applied in a child process by default. In a thread, the writer's
+Python work and the HTTP side took turns on the GIL: after every call into the
+database driver the writer waited for the event loop to let go, so batches took
+three times their CPU time and requests waited for them. Rare maintenance jobs
+(cleanup, erasure) still run in a thread here, serialised with the batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import socket
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from nilemetrics.server.db import DatabaseUnavailable, describe_db_error, write_options
+from nilemetrics.server.db import (
+    DatabaseUnavailable,
+    describe_db_error,
+    make_engine,
+    write_options,
+)
 from nilemetrics.server.ingest import BatchOutcome, TrackedEvent, apply_batch
 
 log = logging.getLogger(__name__)
@@ -32,6 +48,10 @@ NOTIFY_CHANNEL = "nilemetrics_changes"
 
 class EventRejected(Exception):
     """The database refused one event that passed validation (reported as a 4xx)."""
+
+
+class _BatchRefused(Exception):
+    """The writer process's database refused something in a batch (to be isolated)."""
 
 
 @dataclass(slots=True)
@@ -61,6 +81,8 @@ class GroupCommitWriter:
         *,
         max_batch: int,
         on_commit: Callable[[BatchOutcome], None],
+        process_url: str | None = None,
+        busy_timeout: float = 5.0,
     ) -> None:
         self._engine = engine
         self._max_batch = max_batch
@@ -71,11 +93,16 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._notify = engine.dialect.name == "postgresql"
+        self._process = (
+            _WriterProcess(process_url, busy_timeout) if process_url is not None else None
+        )
         self.batches = 0
         self.events = 0
 
-    def start(self) -> None:
-        """Start the writer loop on the running event loop."""
+    async def start(self) -> None:
+        """Start the writer process (if any) and the writer loop on the running loop."""
+        if self._process is not None:
+            await asyncio.to_thread(self._process.start)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="nm-writer")
 
     async def stop(self) -> None:
@@ -84,6 +111,8 @@ class GroupCommitWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._process is not None:
+            await asyncio.to_thread(self._process.close)
         self._executor.shutdown(wait=True)
 
     async def submit(self, event: TrackedEvent) -> bool:
@@ -145,9 +174,13 @@ class GroupCommitWriter:
     async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_EventItem]) -> None:
         events = [item.event for item in batch]
         try:
-            outcome = await loop.run_in_executor(self._executor, self._apply, events)
+            if self._process is not None:
+                outcome = await self._process.apply(loop, events)
+            else:
+                outcome = await loop.run_in_executor(self._executor, self._apply, events)
         except Exception as exc:
-            if _is_unavailable(exc) or len(batch) == 1:
+            unavailable = _is_unavailable(exc) or isinstance(exc, DatabaseUnavailable)
+            if unavailable or len(batch) == 1:
                 error = _translate(exc)
                 for item in batch:
                     if not item.future.done():
@@ -170,13 +203,7 @@ class GroupCommitWriter:
             log.exception("on_commit callback failed")
 
     def _apply(self, events: list[TrackedEvent]) -> BatchOutcome:
-        with self._engine.connect() as conn:
-            write_options(conn)
-            with conn.begin():
-                outcome = apply_batch(conn, events)
-                if self._notify and outcome.changed:
-                    self._send_notify(conn, "errors" if outcome.payment_errors else "metrics")
-            return outcome
+        return _apply_in_transaction(self._engine, events, self._notify)
 
     def _job(self, job: Callable[[Connection], T]) -> T:
         with self._engine.connect() as conn:
@@ -189,13 +216,153 @@ class GroupCommitWriter:
 
     @staticmethod
     def _send_notify(conn: Connection, payload: str) -> None:
-        # Delivered at commit to every process LISTENing on this database.
-        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": payload})
+        _send_notify(conn, payload)
+
+
+def _send_notify(conn: Connection, payload: str) -> None:
+    # Delivered at commit to every process LISTENing on this database.
+    conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": payload})
+
+
+def _apply_in_transaction(
+    engine: Engine, events: list[TrackedEvent], notify: bool
+) -> BatchOutcome:
+    """Apply one batch in one write transaction (in the writer thread or process)."""
+    with engine.connect() as conn:
+        write_options(conn)
+        with conn.begin():
+            outcome = apply_batch(conn, events)
+            if notify and outcome.changed:
+                _send_notify(conn, "errors" if outcome.payment_errors else "metrics")
+        return outcome
+
+
+def _child_main(pipe: Pipe, url: str, busy_timeout: float) -> None:
+    """The writer process: apply each batch it is sent, answer how it went."""
+    # Ctrl-C goes to the whole process group; the server shuts this process down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine = make_engine(url, busy_timeout=busy_timeout)
+    notify = engine.dialect.name == "postgresql"
+    pipe.send(("ready",))
+    while True:
+        try:
+            events = pipe.recv()
+        except (EOFError, OSError):
+            break
+        if events is None:
+            break
+        try:
+            outcome = _apply_in_transaction(engine, events, notify)
+        except Exception as exc:
+            if _is_unavailable(exc):
+                kind = "unavailable"
+            elif isinstance(exc, DBAPIError):
+                kind = "refused"
+            else:
+                kind = "internal"
+                log.error("unexpected error while writing", exc_info=exc)
+            pipe.send(("error", kind, describe_db_error(exc)))
+        else:
+            pipe.send(("ok", outcome.applied, outcome.payment_errors))
+    engine.dispose()
+
+
+class _WriterProcess:
+    """A child process that owns the write connection; one batch in flight at a time."""
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        self._url = url
+        self._busy_timeout = busy_timeout
+        self._pipe: Pipe | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until its database engine is ready (blocking).
+
+        A fresh interpreter (never a fork of this threaded process), started as
+        ``python -m nilemetrics.server.writer FD`` so that it does not re-import
+        whatever script started the server. The URL travels over the socket, not
+        the command line, where ``ps`` would show its password.
+        """
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nilemetrics.server.writer", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        pipe = Pipe(ours.detach())
+        pipe.send((self._url, self._busy_timeout))
+        if not pipe.poll(60):
+            proc.kill()
+            raise DatabaseUnavailable("the writer process did not start")
+        try:
+            pipe.recv()
+        except (EOFError, OSError):
+            proc.wait(5)
+            raise DatabaseUnavailable("the writer process failed to start") from None
+        self._pipe, self._proc = pipe, proc
+
+    def close(self) -> None:
+        """Ask the process to finish, then make sure it is gone (blocking)."""
+        if self._pipe is not None:
+            try:
+                self._pipe.send(None)
+            except OSError:
+                pass
+        if self._proc is not None:
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        if self._pipe is not None:
+            self._pipe.close()
+        self._pipe = self._proc = None
+
+    async def apply(
+        self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent]
+    ) -> BatchOutcome:
+        """Send one batch and wait (without blocking the loop) for its outcome."""
+        if self._proc is None or self._proc.poll() is not None:
+            # A crashed writer is replaced; the batch it died on was answered 503.
+            log.warning("writer process not running; starting a new one")
+            await asyncio.to_thread(self.close)
+            await asyncio.to_thread(self.start)
+        pipe = self._pipe
+        assert pipe is not None
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(pipe.fileno())
+            try:
+                answer.set_result(pipe.recv())
+            except (EOFError, OSError) as exc:
+                answer.set_exception(DatabaseUnavailable(f"writer process died: {exc!r}"))
+
+        loop.add_reader(pipe.fileno(), readable)
+        try:
+            pipe.send(events)
+        except OSError as exc:
+            loop.remove_reader(pipe.fileno())
+            raise DatabaseUnavailable(f"writer process unreachable: {exc!r}") from exc
+        message = await answer
+        if message[0] == "ok":
+            return BatchOutcome(applied=list(message[1]), payment_errors=message[2])
+        _, kind, reason = message
+        if kind == "unavailable":
+            raise DatabaseUnavailable(reason)
+        if kind == "refused":
+            raise _BatchRefused(reason)
+        raise DatabaseUnavailable("internal error while writing")
 
 
 def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, DatabaseUnavailable | EventRejected):
         return exc
+    if isinstance(exc, _BatchRefused):
+        log.warning("event refused by the database: %s", exc)
+        return EventRejected("the event was refused by the database")
     if _is_unavailable(exc):
         log.warning("database unavailable: %s", describe_db_error(exc))
         return DatabaseUnavailable(describe_db_error(exc))
@@ -204,3 +371,14 @@ def _translate(exc: BaseException) -> Exception:
         return EventRejected("the event was refused by the database")
     log.error("unexpected error while writing", exc_info=exc)
     return DatabaseUnavailable("internal error while writing")
+
+
+def _child_entry() -> None:
+    """``python -m nilemetrics.server.writer FD``: the writer process's main."""
+    pipe = Pipe(int(sys.argv[1]))
+    url, busy_timeout = pipe.recv()
+    _child_main(pipe, url, busy_timeout)
+
+
+if __name__ == "__main__":
+    _child_entry()
