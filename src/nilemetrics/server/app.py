@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from nilemetrics import __version__
@@ -23,7 +24,6 @@ from nilemetrics.server.db import (
     describe_db_error,
     make_engine,
     migrate,
-    write_options,
 )
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
@@ -59,17 +59,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             now = clock.now()
             return await state.read(lambda conn: payment_error_rows(conn, now - HOUR, 50))
 
-        def store(body: dict[str, Any]) -> None:
-            with engine.connect() as conn:
-                write_options(conn)
-                with conn.begin():
-                    if engine.dialect.name == "postgresql":
-                        # Several processes may store the same snapshot at once.
-                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305441863)")
-                    store_snapshot(conn, body, clock.now())
+        def store(conn: Connection, body: dict[str, Any]) -> None:
+            if conn.dialect.name == "postgresql":
+                # Several processes may store the same snapshot at once.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305441863)")
+            store_snapshot(conn, body, clock.now())
 
         async def store_metrics(body: dict[str, Any]) -> None:
-            await asyncio.to_thread(store, body)
+            # Through the writer's queue: never competes with a batch for the lock.
+            await writer.run_job(lambda conn: store(conn, body), notify=False)
 
         hub = Hub(
             compute_metrics=compute_metrics,

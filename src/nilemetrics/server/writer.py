@@ -64,6 +64,7 @@ class _EventItem:
 class _JobItem:
     job: Callable[[Connection], Any]
     future: asyncio.Future[Any]
+    notify: bool = True
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -134,10 +135,14 @@ class GroupCommitWriter:
         self._wake.set()
         return list(await asyncio.gather(*(item.future for item in items)))
 
-    async def run_job(self, job: Callable[[Connection], T]) -> T:
-        """Run ``job(conn)`` in the writer thread in its own write transaction."""
+    async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
+        """Run ``job(conn)`` in the writer thread in its own write transaction.
+
+        Jobs and batches take turns, so a job never waits for a batch's lock.
+        ``notify``: tell other server processes (PostgreSQL) that data changed.
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_JobItem(job, future))
+        self._queue.append(_JobItem(job, future, notify))
         self._wake.set()
         return await future
 
@@ -154,7 +159,9 @@ class GroupCommitWriter:
             if isinstance(head, _JobItem):
                 self._queue.popleft()
                 try:
-                    result = await loop.run_in_executor(self._executor, self._job, head.job)
+                    result = await loop.run_in_executor(
+                        self._executor, self._job, head.job, head.notify
+                    )
                 except Exception as exc:  # handed to the awaiting caller
                     if not head.future.done():
                         head.future.set_exception(_translate(exc))
@@ -205,12 +212,12 @@ class GroupCommitWriter:
     def _apply(self, events: list[TrackedEvent]) -> BatchOutcome:
         return _apply_in_transaction(self._engine, events, self._notify)
 
-    def _job(self, job: Callable[[Connection], T]) -> T:
+    def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
         with self._engine.connect() as conn:
             write_options(conn)
             with conn.begin():
                 result = job(conn)
-                if self._notify:
+                if self._notify and notify:
                     self._send_notify(conn, "metrics")
             return result
 
