@@ -66,10 +66,10 @@ class UserSession(SQLModel, table=True):
     ip_address: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=1024)
     is_active: bool = True
-    # Both indexes only ever grow at their end (times increase), so they cost
-    # ingestion almost nothing; reports and purges select sessions by them.
-    started_at: datetime = _utc(nullable=False, index=True)
+    started_at: datetime = _utc(nullable=False)
     last_activity: datetime = _utc(nullable=False)
+    # Grows only at its end (sessions end in time order), so it costs ingestion
+    # almost nothing; reports and purges find ended sessions by it.
     ended_at: datetime | None = _utc(index=True)
     current_page_type: str | None = Field(default=None, max_length=32)
     current_page_identifier: str | None = Field(default=None, max_length=255)

@@ -3,8 +3,8 @@
 Case-insensitive email and checkout user id (GDPR erasure and access), and a
 page-visit index by page type and time that covers ``nilemetrics report``'s
 time-on-page query. It replaces ``ix_page_visits_entered_at``, so the number of
-indexes a page visit maintains stays the same. Sessions get indexes on
-``started_at`` and ``ended_at`` (both only grow at their end) for reports and purges.
+indexes a page visit maintains stays the same. Sessions get an index on
+``ended_at`` (it only grows at its end) for reports and purges.
 
 Revision ID: 0002
 Revises: 0001
@@ -42,13 +42,11 @@ def upgrade() -> None:
         unique=False,
     )
     op.drop_index('ix_page_visits_entered_at', table_name='page_visits')
-    op.create_index('ix_user_sessions_started_at', 'user_sessions', ['started_at'], unique=False)
     op.create_index('ix_user_sessions_ended_at', 'user_sessions', ['ended_at'], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index('ix_user_sessions_ended_at', table_name='user_sessions')
-    op.drop_index('ix_user_sessions_started_at', table_name='user_sessions')
     op.create_index('ix_page_visits_entered_at', 'page_visits', ['entered_at'], unique=False)
     op.drop_index('ix_page_visits_type_time', table_name='page_visits')
     op.drop_index('ix_checkout_sessions_user_id', table_name='checkout_sessions')
