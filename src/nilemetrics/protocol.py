@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
@@ -49,3 +50,8 @@ class CheckoutStatus(StrEnum):
 
 #: Close code a WebSocket gets for a missing or wrong token (policy violation).
 WS_CLOSE_UNAUTHORIZED: Final = 1008
+
+
+def wire_time(at: datetime) -> str:
+    """A timestamp as the wire carries it: ISO 8601, UTC written as ``Z``."""
+    return at.isoformat().replace("+00:00", "Z")

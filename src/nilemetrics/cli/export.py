@@ -20,6 +20,7 @@ from sqlalchemy import Column, Connection, Engine, Table, func, select
 from nilemetrics.cli.common import err_console, fail
 from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.cli.options import database_errors, open_database, point_in_time, utc_now
+from nilemetrics.protocol import wire_time
 from nilemetrics.server.erasure import Subject, SubjectError, collect_subject_data
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 
@@ -56,7 +57,7 @@ _SOURCES: dict[What, tuple[Table, str]] = {
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return wire_time(value)
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     return value
@@ -232,7 +233,7 @@ def export(
         if subject is not None:
             with engine.connect() as conn:
                 document = collect_subject_data(conn, subject)
-            document["exported_at"] = now.isoformat().replace("+00:00", "Z")
+            document["exported_at"] = wire_time(now)
             with _opened(output) as out:
                 json.dump(document, out, indent=2, ensure_ascii=False, default=str)
                 out.write("\n")

@@ -19,7 +19,7 @@ from nilemetrics.cli.options import (
     point_in_time,
     utc_now,
 )
-from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType
+from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType, wire_time
 from nilemetrics.server.tables import checkouts_t, errors_t, sessions_t, visits_t
 
 ZERO = Decimal("0.00")
@@ -27,10 +27,6 @@ ZERO = Decimal("0.00")
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
 
 
 def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str, Any]:
@@ -252,8 +248,8 @@ def payment_success(conn: Connection, since: datetime, until: datetime) -> dict[
 def build_report(conn: Connection, since: datetime, until: datetime) -> dict[str, Any]:
     """Every analysis of the report, JSON-ready."""
     return {
-        "since": _iso(since),
-        "until": _iso(until),
+        "since": wire_time(since),
+        "until": wire_time(until),
         "timeOnPage": time_on_page(conn, since, until),
         "funnel": funnel(conn, since, until),
         "abandonment": abandonment(conn, since, until),

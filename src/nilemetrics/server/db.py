@@ -30,11 +30,6 @@ class DatabaseUrlError(ValueError):
     """The database URL is malformed or names an unsupported driver."""
 
 
-def is_sqlite(engine: Engine | Connection) -> bool:
-    """Whether this engine or connection talks to SQLite."""
-    return engine.dialect.name == "sqlite"
-
-
 def make_engine(url: str, *, busy_timeout: float = 5.0, **kwargs: Any) -> Engine:
     """Create an engine tuned for this workload.
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 
+from nilemetrics.protocol import wire_time
 from nilemetrics.server.tables import (
     audit_t,
     checkouts_t,
@@ -365,7 +366,7 @@ def vacuum(engine: Engine) -> None:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return wire_time(value)
     if value is None or isinstance(value, bool | int | float | str | list | dict):
         return value
     return str(value)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, true
 
-from nilemetrics.protocol import CheckoutStatus, PageType
+from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
 from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
@@ -103,7 +103,7 @@ def snapshot(conn: Connection, now: datetime, live_window: float) -> dict[str, A
     body = live_counts(conn, now, live_window)
     body.update(hour_figures(conn, now))
     body["liveWindowSeconds"] = live_window
-    body["lastUpdated"] = now.isoformat().replace("+00:00", "Z")
+    body["lastUpdated"] = wire_time(now)
     return body
 
 
@@ -156,7 +156,7 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
                 "checkout_items": row.checkout_items,
                 "total_amount": None if amount is None else f"{amount:.2f}",
                 "payment_method": row.payment_method,
-                "payment_error_at": row.occurred_at.isoformat().replace("+00:00", "Z"),
+                "payment_error_at": wire_time(row.occurred_at),
                 "error_code": row.error_code,
                 "error_message": row.error_message,
                 "error_details": row.error_details,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from nilemetrics.protocol import API_PREFIX
+from nilemetrics.protocol import API_PREFIX, wire_time
 from nilemetrics.server.cleanup import end_stale_sessions
 from nilemetrics.server.live import payment_error_rows, snapshot
 from nilemetrics.server.schemas import CleanupOut, LiveMetricsOut, PaymentErrorRow
@@ -57,5 +57,5 @@ async def run_cleanup(state: ServerState) -> int:
         lambda conn: end_stale_sessions(conn, now, timeout)
     )
     state.hub.mark_dirty()
-    state.hub.heartbeat(now.isoformat().replace("+00:00", "Z"), state.settings.cleanup_interval)
+    state.hub.heartbeat(wire_time(now), state.settings.cleanup_interval)
     return int(ended)
