@@ -31,7 +31,7 @@ from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_sn
 from nilemetrics.server.middleware import IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.redaction import install_redaction
-from nilemetrics.server.routes import dashboard, ingest, subjects, ws
+from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.state import ServerState
 from nilemetrics.server.validation import validation_error_handler
 from nilemetrics.server.writer import EventRejected, GroupCommitWriter
@@ -123,6 +123,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(ws.router)
     app.include_router(subjects.router)
+    app.include_router(tracker.router)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)

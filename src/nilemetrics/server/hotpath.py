@@ -68,7 +68,8 @@ class HotSql:
             f"UPDATE user_sessions SET is_active = {p}, ended_at = {p} WHERE session_id = {p}"
         )
         self.update_session_client = (
-            f"UPDATE user_sessions SET ip_address = {p}, user_agent = {p} WHERE session_id = {p}"
+            f"UPDATE user_sessions SET user_id = {p}, email = {p}, phone = {p}, "
+            f"ip_address = {p}, user_agent = {p} WHERE session_id = {p}"
         )
         self._open_index = open_index
         self._select_cache: dict[int, str] = {}

@@ -262,7 +262,8 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
     applied = _log_events(conn, events)
     live = [event for event, ok in zip(events, applied, strict=True) if ok]
     plan = _Plan()
-    wanted = list(dict.fromkeys(e.session_id for e in live if e.kind != "session-start"))
+    # session/start with a client-chosen id (the tracker's identify()) may name a known session.
+    wanted = list(dict.fromkeys(e.session_id for e in live))
     if wanted:
         plan.states = _load_sessions(conn, wanted)
     outcome = BatchOutcome(applied=applied)
@@ -295,9 +296,12 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
         elif kind == "session-start":
             assert isinstance(body, SessionStartIn)
             if not event.context.anonymous:
-                state.user_id = body.user_id
-                state.email = body.email
-                state.phone = body.phone
+                # Fields not sent keep their value: identify() may name only an email.
+                for name in ("user_id", "email", "phone"):
+                    value = getattr(body, name)
+                    if value is not None and value != getattr(state, name):
+                        setattr(state, name, value)
+                        state.contact_dirty = True
         elif kind == "session-end":
             _close_visit(plan, sid, state, event.at)
             state.is_active = False
@@ -329,7 +333,9 @@ def _write_sessions(conn: Connection, plan: _Plan) -> None:
             if st.contact_dirty:
                 # Separate and rare: assigning indexed columns rewrites their index
                 # entries even when the value stays the same.
-                contact_updates.append((st.ip_address, st.user_agent, sid))
+                contact_updates.append(
+                    (st.user_id, st.email, st.phone, st.ip_address, st.user_agent, sid)
+                )
         else:
             new_rows.append(
                 (sid, st.user_id, st.email, st.phone, st.ip_address, st.user_agent,

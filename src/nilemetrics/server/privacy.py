@@ -43,11 +43,21 @@ def wants_privacy(conn: HTTPConnection) -> bool:
     )
 
 
+def asked_anonymous(conn: HTTPConnection) -> bool:
+    """``?privacy=1``: the tracker saw GPC, DNT or an opt-out in the browser.
+
+    Scripts cannot set ``Sec-GPC`` or ``DNT`` themselves, and ``sendBeacon`` sets no
+    headers at all, so the tracker says it in the query string.
+    """
+    query: bytes = conn.scope.get("query_string", b"")
+    return bool(query) and conn.query_params.get("privacy") == "1"
+
+
 def request_context(
     conn: HTTPConnection, ip_storage: IpStorage, honour_signals: bool
 ) -> RequestContext:
     """Build the storable facts of a request under the configured privacy rules."""
-    if honour_signals and wants_privacy(conn):
+    if asked_anonymous(conn) or (honour_signals and wants_privacy(conn)):
         return RequestContext(ip_address=None, user_agent=None, anonymous=True)
     host = conn.client.host if conn.client else None
     if ip_storage == "none":

@@ -62,8 +62,14 @@ class _Body(BaseModel):
 
 
 class SessionStartIn(_Body):
-    """Body of ``session/start`` (may be empty): the logged-in customer, if any."""
+    """Body of ``session/start`` (may be empty): the logged-in customer, if any.
 
+    ``sessionId`` is optional: without it the server makes one. With it (the tracker
+    makes its own) an unknown id starts that session and a known one gets the contact
+    fields sent, which is how a customer who logs in mid-session is identified.
+    """
+
+    session_id: SessionId | None = Field(default=None, alias="sessionId")
     user_id: Identifier | None = Field(default=None, alias="userId")
     email: Annotated[str, StringConstraints(max_length=320)] | None = None
     phone: Annotated[str, StringConstraints(max_length=64)] | None = None

@@ -31,7 +31,8 @@ from nilemetrics.server.validation import describe_errors
 
 router = APIRouter(prefix=API_PREFIX, tags=["ingestion"])
 
-_BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn]]] = {
+_BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn | SessionStartIn]]] = {
+    "session-start": ("session-start", SessionStartIn),
     "session-heartbeat": ("session-heartbeat", SessionEventIn),
     "page-visit": ("page-visit", PageVisitIn),
     "checkout-start": ("checkout-start", CheckoutStartIn),
@@ -97,7 +98,7 @@ async def session_start(
     """Start a session; the body (optional) names a logged-in customer."""
     state = get_state(request)
     body = body or SessionStartIn()
-    session_id = str(uuid7())
+    session_id = body.session_id or str(uuid7())
     applied = await state.writer.submit(
         _event(state, request, "session-start", session_id, body)
     )
@@ -157,9 +158,9 @@ async def track_batch(
 ) -> BatchOut | JSONResponse:
     """Many events in one request, applied in order; each item has a ``type``.
 
-    Types: session-heartbeat, page-visit, checkout-start, payment-start,
-    payment-error, payment-success, session-end; the other fields are those of
-    the single-event endpoint. One invalid item rejects the whole request.
+    Types: session-start (with ``sessionId``), session-heartbeat, page-visit,
+    checkout-start, payment-start, payment-error, payment-success, session-end; the
+    other fields are those of the single-event endpoint. One invalid item rejects the whole request.
     """
     state = get_state(request)
     events: list[TrackedEvent] = []
@@ -181,7 +182,11 @@ async def track_batch(
         except ValidationError as exc:
             problems.extend(describe_errors(exc.errors(), prefix=f"events[{index}]"))
             continue
-        events.append(_event(state, request, kind, parsed.session_id, parsed))
+        session_id = getattr(parsed, "session_id", None)
+        if session_id is None:  # session-start, whose model makes it optional
+            problems.append({"field": f"events[{index}].sessionId", "message": "Field required"})
+            continue
+        events.append(_event(state, request, kind, session_id, parsed))
     if problems:
         return JSONResponse(
             status_code=422, content={"detail": _summary(problems), "errors": problems}
