@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import uvicorn
 from sqlalchemy import text
+from starlette.types import ASGIApp
 
 from nilemetrics.config import Settings
 from nilemetrics.server.app import create_app
@@ -74,13 +75,11 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def run_server(settings: Settings, clock: FakeClock | None = None) -> Iterator[LiveServer]:
-    """Run create_app(settings) under uvicorn in a thread until the block ends."""
-    clock = clock or FakeClock()
-    app = create_app(settings, clock=clock)
-    port = free_port()
+def serve_app(app: ASGIApp, port: int | None = None) -> Iterator[uvicorn.Server]:
+    """Run an ASGI app under uvicorn in a thread (on ``port`` or a free one) for the block."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
+        app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on",
+        ws="websockets-sansio",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -93,6 +92,18 @@ def run_server(settings: Settings, clock: FakeClock | None = None) -> Iterator[L
             raise RuntimeError("server did not start within 20 s")
         time.sleep(0.02)
     try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@contextlib.contextmanager
+def run_server(settings: Settings, clock: FakeClock | None = None) -> Iterator[LiveServer]:
+    """Run create_app(settings) under uvicorn in a thread until the block ends."""
+    clock = clock or FakeClock()
+    with serve_app(create_app(settings, clock=clock)) as server:
+        port = server.config.port
         yield LiveServer(
             base_url=f"http://127.0.0.1:{port}",
             ws_url=f"ws://127.0.0.1:{port}/api/metrics/ws",
@@ -101,9 +112,6 @@ def run_server(settings: Settings, clock: FakeClock | None = None) -> Iterator[L
             settings=settings,
             server=server,
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def pg_available() -> str | None:
