@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Row, Table, select
 
 from nilemetrics.config import Settings
+from nilemetrics.server.db import make_engine
 from nilemetrics.server.shop import create_shop_app
 from tests.conftest import TEST_TOKEN
 from tests.support import FakeClock, LiveServer, TcpProxy, free_port, run_server, serve_app
@@ -60,10 +62,21 @@ class Site:
     proxy: TcpProxy
     api_url: str
     shop_url: str
+    other_port: int
+    """A port for a test's own page: its origin is allowed too."""
 
     def client(self) -> httpx.Client:
         """An authorised client straight to the API (not through the proxy)."""
         return httpx.Client(base_url=self.api.base_url, headers=self.api.auth, timeout=10)
+
+    def rows(self, table: Table) -> list[Row[Any]]:
+        """Every row of a table, read from the server's database."""
+        engine = make_engine(self.api.settings.effective_database_url())
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(select(table)))
+        finally:
+            engine.dispose()
 
     def live(self) -> dict[str, Any]:
         """The live metrics right now."""
@@ -90,14 +103,14 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     """A metrics server on SQLite, a proxy in front of it, and the demo shop."""
-    shop_port = free_port()
+    shop_port, other_port = free_port(), free_port()
     shop_origin = f"http://localhost:{shop_port}"
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'metrics.db'}",
         data_dir=tmp_path / "data",
         config_dir=tmp_path / "config",
         dashboard_token=[TEST_TOKEN],
-        allowed_origins=[shop_origin],
+        allowed_origins=[shop_origin, f"http://localhost:{other_port}"],
         cleanup_interval=3600,
         push_interval=0.05,
         refresh_interval=0.5,
@@ -108,7 +121,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
         api_url = f"http://127.0.0.1:{proxy.port}"
         try:
             with serve_app(create_shop_app(api_url), port=shop_port):
-                yield Site(api=api, proxy=proxy, api_url=api_url, shop_url=shop_origin)
+                yield Site(api=api, proxy=proxy, api_url=api_url, shop_url=shop_origin,
+                           other_port=other_port)
         finally:
             proxy.stop()
 

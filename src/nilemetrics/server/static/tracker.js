@@ -32,6 +32,9 @@
   const here = () => loc.pathname + loc.search;
 
   let sid = load("sid"), queue = load("q") || [], ended = load("end");
+  // A page that follows an ended one (a reload, a link the tracker missed) waits a moment,
+  // so that its visit reaches the server after the old page's end beacon.
+  const hold = ended + 1e3;
   let busy = 0, delay = 0, single = 0, timer, autoTimer, hiddenAt = 0, internal = 0, lastPage;
 
   const persist = () => save("q", queue);
@@ -42,7 +45,7 @@
     for (const k in fields) if (fields[k] != null) event[k] = fields[k];
     queue.push(event);
     if (queue.length > MAX) queue.splice(0, queue.length - MAX);
-    ended = type == "session-end";
+    ended = type == "session-end" && now();
     save("end", ended);
     persist();
     urgent ? beacon() : flush();
@@ -50,13 +53,13 @@
   const flush = () => {
     if (busy || !queue.length) return;
     clearTimeout(timer);
+    if (now() < hold) return timer = setTimeout(flush, hold - now());
     busy = 1;
     const batch = queue.slice(0, single ? 1 : BATCH);
-    // text/plain keeps it a simple CORS request: no preflight round trip.
-    fetch(target(), {
-      method: "POST", body: JSON.stringify({ events: batch }), keepalive: true,
-      credentials: "omit", headers: { "Content-Type": "text/plain" }
-    }).then((r) => {
+    // A string body goes as text/plain: a simple CORS request, no preflight round trip,
+    // and no cookies (the default credentials mode sends none to another origin).
+    fetch(target(), { method: "POST", body: JSON.stringify({ events: batch }), keepalive: true })
+    .then((r) => {
       const s = r.status;
       if (!r.ok && (s < 400 || s > 499 || s == 408 || s == 429)) throw s;
       // A 4xx will not get better: find the bad event by sending one at a time, then drop it.
@@ -73,13 +76,11 @@
       if (queue.length) timer = setTimeout(flush, delay);
     });
   };
+  // sendBeacon survives the page but says nothing of delivery: the queue keeps its events
+  // until a fetch is answered, and the server drops the repeats by eventId.
   const beacon = () => {
-    if (!queue.length) return;
-    try {
-      const body = new Blob([JSON.stringify({ events: queue })], { type: "text/plain" });
-      if (nav.sendBeacon(target(), body)) { queue = []; persist(); return; }
-    } catch (e) { /* fall back to fetch */ }
-    flush();
+    try { queue.length && nav.sendBeacon(target(), JSON.stringify({ events: queue })); }
+    catch (e) { /* the next page or the next flush sends them */ }
   };
 
   const visit = (o) => {
