@@ -71,3 +71,44 @@ def test_demo_bad_duration(nm: Invoke) -> None:
     result = nm("demo", "--no-dashboard", "--duration", "soon")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: --duration: invalid duration 'soon'")
+
+
+def test_demo_serves_the_shop_wired_to_its_server(tmp_path: Path) -> None:
+    """The demo shop loads the tracker from the demo server, which accepts its origin."""
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nilemetrics", "demo", "--no-dashboard", "--shoppers", "0",
+         "--shop-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "demo shop on" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()
+        server = re.search(r"server on (http://127\.0\.0\.1:\d+)", seen)
+        shop = re.search(r"demo shop on (http://127\.0\.0\.1:\d+)", seen)
+        assert server and shop, seen
+        home = httpx.get(shop.group(1) + "/", timeout=10)
+        assert home.status_code == 200
+        assert f'src="{server.group(1)}/tracker.js" data-api="{server.group(1)}"' in home.text
+        assert 'data-page-type="homepage"' in home.text
+        script = httpx.get(server.group(1) + "/tracker.js", timeout=10)
+        assert script.status_code == 200 and "nilemetrics" in script.text
+        event = httpx.post(
+            server.group(1) + "/api/metrics/events",
+            content='{"events": [{"type": "page-visit", "pageType": "homepage",'
+                    ' "sessionId": "0b6f3e0e-8a51-4c55-9d0e-8e7c0f1d2a3b"}]}',
+            headers={"Origin": shop.group(1), "Content-Type": "text/plain"},
+            timeout=10,
+        )
+        assert event.status_code == 200
+        assert event.headers["access-control-allow-origin"] == shop.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import httpx
 
 Dashboard = Callable[..., None]
+DEFAULT_SHOP_PORT = 8001
 
 
 def _free_port() -> int:
@@ -49,32 +50,41 @@ def load_dashboard() -> Dashboard:
 
 
 @contextlib.contextmanager
-def background_server(settings: Settings, port: int) -> Iterator[str]:
-    """The tracking server under uvicorn in a thread; stopped and joined on exit."""
+def background_app(app: Any, port: int, name: str) -> Iterator[str]:
+    """An ASGI app under uvicorn in a thread on 127.0.0.1; stopped and joined on exit."""
     # Imported here so that other commands do not pay for the web stack at start-up.
     import uvicorn
 
-    from nilemetrics.server.app import create_app
-
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="error",
-        access_log=False, lifespan="on",
+        app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="nm-demo-server", daemon=True)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             thread.join(timeout=10)
-            fail(f"the demo server did not start on port {port}")
+            fail(f"the demo could not listen on port {port}")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def _shop_port(wanted: int | None) -> int:
+    """The demo shop's port: --shop-port, else 8001, else any free port."""
+    if wanted is not None:
+        return wanted or _free_port()
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", DEFAULT_SHOP_PORT))
+        except OSError:
+            return _free_port()
+    return DEFAULT_SHOP_PORT
 
 
 @contextlib.contextmanager
@@ -119,7 +129,10 @@ def _live_line(client: httpx.Client, stats: SimulationStats, started: float) -> 
 
 
 def demo(
-    shoppers: Annotated[int, typer.Option(help="Simulated shoppers.", min=1, max=500)] = 30,
+    shoppers: Annotated[
+        int, typer.Option(help="Simulated shoppers (0: only you, in the demo shop).",
+                          min=0, max=500)
+    ] = 30,
     speed: Annotated[
         float, typer.Option(help="Time compression of the shoppers' behaviour.", min=0.1,
                             max=100)
@@ -138,13 +151,24 @@ def demo(
                      help="No terminal UI: print a live summary line every second instead."),
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Random seed.", show_default=False)] = None,
+    shop_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the demo shop (default 8001, or a free one if taken; "
+                     "0: any free port).", min=0, max=65535, show_default=False),
+    ] = None,
+    no_shop: Annotated[
+        bool, typer.Option("--no-shop", help="Do not serve the demo shop.")
+    ] = False,
 ) -> None:
     """Show the product alive: a throw-away SQLite database, the server, shoppers, the dashboard.
 
-    Press q (dashboard) or Ctrl-C to stop; everything stops and the temporary
-    database is removed.
+    A demo shop (http://127.0.0.1:8001) that uses the tracker script is served
+    too: click through it in a browser, fail a payment, and watch the dashboard
+    react. Press q (dashboard) or Ctrl-C to stop; everything stops and the
+    temporary database is removed.
 
     Example: nilemetrics demo
+    Example: nilemetrics demo --shoppers 0            # only you, in the demo shop
     Example: nilemetrics demo --no-dashboard --duration 30s
     """
     run_for = seconds(duration, "--duration") if duration else None
@@ -153,12 +177,15 @@ def demo(
     dashboard = None if no_dashboard else load_dashboard()
     workdir = Path(tempfile.mkdtemp(prefix="nilemetrics-demo-"))
     token = secrets.token_urlsafe(24)
+    shop = None if no_shop else _shop_port(shop_port)
+    origins = [] if shop is None else [f"http://127.0.0.1:{shop}", f"http://localhost:{shop}"]
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'demo.db'}",
         data_dir=workdir,
         config_dir=workdir / "config",
         dashboard_token=[token],
         cleanup_interval=5.0,
+        allowed_origins=origins,
     )
     # Server warnings go to a file: on the terminal they would tear the dashboard apart.
     handler = logging.FileHandler(workdir / "server.log")
@@ -167,18 +194,34 @@ def demo(
     err_console.print(f"demo database in {workdir} (removed when the demo stops)",
                       highlight=False)
     try:
-        with background_server(settings, _free_port()) as url:
-            config = SimulationConfig(
-                url=url, shoppers=shoppers, duration=run_for or MAX_DURATION,
-                error_rate=error_rate, seed=seed, speed=speed,
+        with contextlib.ExitStack() as stack:
+            from nilemetrics.server.app import create_app
+
+            url = stack.enter_context(
+                background_app(create_app(settings), _free_port(), "nm-demo-server")
             )
             err_console.print(f"server on {url}; {shoppers} shoppers; Ctrl-C stops",
                               highlight=False)
-            with background_shoppers(config, stats):
-                if dashboard is not None:
-                    dashboard(url, token, 5.0)
-                else:
-                    _print_live(url, token, stats, run_for)
+            notice = None
+            if shop is not None:
+                from nilemetrics.server.shop import create_shop_app
+
+                shop_url = stack.enter_context(
+                    background_app(create_shop_app(url), shop, "nm-demo-shop")
+                )
+                notice = f"Demo shop: open {shop_url} in a browser and shop; it shows up here."
+                err_console.print(f"demo shop on {shop_url} (open it in a browser)",
+                                  highlight=False)
+            if shoppers:
+                config = SimulationConfig(
+                    url=url, shoppers=shoppers, duration=run_for or MAX_DURATION,
+                    error_rate=error_rate, seed=seed, speed=speed,
+                )
+                stack.enter_context(background_shoppers(config, stats))
+            if dashboard is not None:
+                dashboard(url, token, 5.0, notice=notice)
+            else:
+                _print_live(url, token, stats, run_for)
     except KeyboardInterrupt:
         err_console.print("stopping…", highlight=False)
     finally:

@@ -121,6 +121,9 @@ if (toPayment) toPayment.addEventListener("submit", (e) => {
   location.href = "/payment";
 });
 
+const toPay = document.getElementById("pay-total");
+if (toPay) toPay.textContent = money(total(cart()));
+
 const payForm = document.getElementById("payment-form");
 if (payForm) payForm.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -249,6 +252,7 @@ def create_shop_app(api_url: str) -> Starlette:
         return page(
             "Payment", "payment",
             '<form id="payment-form" class="card">'
+            '<p>To pay: <strong id="pay-total"></strong></p>'
             '<label>Card number <input value="4242 4242 4242 4242" readonly></label>'
             '<label>Outcome (this is a demo: choose what the bank answers)'
             f'<select id="outcome">{outcomes}</select></label>'

@@ -163,6 +163,8 @@ class NileMetricsApp(App[None]):
         self._main.query_one(ErrorTable).focus()  # arrows and Enter work at once
         self.set_interval(self._tick_interval, self._tick)
         self._consume_feed()
+        if self.config.notice:
+            self.notify(self.config.notice, timeout=30)
 
     # ------------------------------------------------------------------ feed
 
@@ -444,7 +446,11 @@ class NileMetricsApp(App[None]):
             self.push_screen(ErrorDetailScreen(row))
 
 
-def run_dashboard(url: str, token: str | None, alert_errors_per_min: float = 5.0) -> None:
+def run_dashboard(
+    url: str, token: str | None, alert_errors_per_min: float = 5.0, *, notice: str | None = None
+) -> None:
     """Run the dashboard against the server at ``url`` until the user quits."""
-    config = DashboardConfig(url=url, token=token, alert_errors_per_min=alert_errors_per_min)
+    config = DashboardConfig(
+        url=url, token=token, alert_errors_per_min=alert_errors_per_min, notice=notice
+    )
     NileMetricsApp(config).run()

@@ -31,6 +31,9 @@ class DashboardConfig:
     history_bucket_seconds: float = 10.0
     """Width of one sparkline bar before it is fitted to the panel."""
 
+    notice: str | None = None
+    """A message shown once at start (the demo names its shop's address)."""
+
     @property
     def address(self) -> str:
         """The server address as shown in the header (scheme and trailing slash dropped)."""
