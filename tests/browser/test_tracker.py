@@ -272,3 +272,41 @@ def test_heartbeats_while_visible_and_the_end_after_long_hidden(
     page.clock.run_for(1_000)
     site.wait_for(lambda m: m["categories"] == {"books": 1} and m["liveSessions"] == 1)
     assert len(site.rows(sessions_t)) == 1
+
+
+def test_bad_calls_never_throw_and_a_rejected_event_is_dropped_alone(
+    site: Site, context: Any
+) -> None:
+    """Wrong arguments do not throw into the page; an event the server refuses (4xx)
+    is dropped on its own and the events around it still arrive."""
+    page = context.new_page()
+    page.goto(site.shop_url + "/")
+    site.wait_for(lambda m: m["homepage"] == 1)
+    results = page.evaluate("""() => [
+        nilemetrics.trackCheckoutStart(),
+        nilemetrics.trackPaymentError(null),
+        nilemetrics.identify(),
+    ]""")
+    assert results == [None, None, None]
+    page.evaluate("""() => {
+        nilemetrics.trackPageVisit({pageType: 'no-such-page'});
+        nilemetrics.trackCategoryPage('books');
+        nilemetrics.trackPageVisit({pageType: 'offer'});  // offer without its id: 422
+        nilemetrics.trackOfferPage('bundle-deal');
+    }""")
+    page.wait_for_function("JSON.parse(sessionStorage.getItem('nm:q')).length === 0")
+    visits = [(v.page_type, v.page_identifier) for v in site.rows(visits_t)]
+    assert visits == [("homepage", None), ("category", "books"), ("offer", "bundle-deal")]
+    site.wait_for(lambda m: m["offers"] == {"bundle-deal": 1})
+
+
+def test_calls_queued_before_the_script_loads(site: Site, context: Any) -> None:
+    """window.nilemetrics = [[method, ...args]] set before the script runs is replayed;
+    the page tracked by hand is not also tracked automatically."""
+    context.add_init_script("window.nilemetrics = [['trackOfferPage', 'black-friday']]")
+    page = context.new_page()
+    page.goto(site.shop_url + "/")
+    site.wait_for(lambda m: m["offers"] == {"black-friday": 1} and m["homepage"] == 0)
+    page.wait_for_function("JSON.parse(sessionStorage.getItem('nm:q')).length === 0")
+    page.wait_for_timeout(300)
+    assert [v.page_type for v in site.rows(visits_t)] == ["offer"]
