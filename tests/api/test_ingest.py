@@ -246,7 +246,7 @@ def test_batch_endpoint_rejects_whole_request_on_one_bad_item(
     assert body["errors"][0]["field"] == "events[1].pageType"
     assert body["errors"][1] == {
         "field": "events[2].type",
-        "message": "must be one of session-heartbeat, page-visit, checkout-start, "
+        "message": "must be one of session-start, session-heartbeat, page-visit, checkout-start, "
         "payment-start, payment-error, payment-success, session-end",
     }
     assert body["detail"].startswith("events[1].pageType: Input should be 'homepage'")

@@ -299,6 +299,17 @@ def test_bad_calls_never_throw_and_a_rejected_event_is_dropped_alone(
     assert visits == [("homepage", None), ("category", "books"), ("offer", "bundle-deal")]
     site.wait_for(lambda m: m["offers"] == {"bundle-deal": 1})
 
+    # Over the server's 64 KiB cap (and fetch keepalive's): refused with 413, dropped,
+    # and the queue goes on.
+    page.evaluate("""() => {
+        const items = Array.from({length: 200}, (_, i) => ({sku: 'x'.repeat(400) + i}));
+        nilemetrics.trackCheckoutStart({checkoutItems: items, totalAmount: 1});
+        nilemetrics.trackCheckoutPage();
+    }""")
+    page.wait_for_function("JSON.parse(sessionStorage.getItem('nm:q')).length === 0")
+    site.wait_for(lambda m: m["checkout"] == 1)
+    assert site.rows(checkouts_t) == []
+
 
 def test_calls_queued_before_the_script_loads(site: Site, context: Any) -> None:
     """window.nilemetrics = [[method, ...args]] set before the script runs is replayed;

@@ -28,7 +28,7 @@
   const anonymous = () => nav.globalPrivacyControl === true || nav.doNotTrack == "1" ||
     w.doNotTrack == "1" || load("optout", 1) === 1;
   const target = () => api + (anonymous() ? "?privacy=1" : "");
-  const pageUrl = () => anonymous() ? loc.origin + loc.pathname : loc.href;
+  const pageUrl = () => (anonymous() ? loc.origin + loc.pathname : loc.href).slice(0, 2048);
   const here = () => loc.pathname + loc.search;
 
   let sid = load("sid"), queue = load("q") || [], ended = load("end");
@@ -55,19 +55,19 @@
     clearTimeout(timer);
     if (now() < hold) return timer = setTimeout(flush, hold - now());
     busy = 1;
-    const batch = queue.slice(0, single ? 1 : BATCH);
+    const batch = queue.slice(0, single ? 1 : BATCH), body = JSON.stringify({ events: batch });
     // A string body goes as text/plain: a simple CORS request, no preflight round trip,
     // and no cookies (the default credentials mode sends none to another origin).
-    fetch(target(), { method: "POST", body: JSON.stringify({ events: batch }), keepalive: true })
-    .then((r) => {
+    // keepalive (the request outlives the page) refuses bodies over 64 KB.
+    fetch(target(), { method: "POST", body, keepalive: body.length < 6e4 }).then((r) => {
       const s = r.status;
       if (!r.ok && (s < 400 || s > 499 || s == 408 || s == 429)) throw s;
-      // A 4xx will not get better: find the bad event by sending one at a time, then drop it.
       if (r.ok || batch.length == 1) {
         queue = queue.filter((e) => !batch.includes(e));
         persist();
-        if (r.ok) single = 0;
-      } else single = 1;
+      }
+      // A 4xx will not get better: send one at a time until the bad event is dropped.
+      if (!r.ok) single = batch.length > 1;
       delay = 0;
     }).catch(() => {
       delay = Math.min(delay * 2 || 1e3, 3e4);
