@@ -77,4 +77,6 @@ async def test_wrong_token_shows_auth_refused(server: LiveServer, tmp_path: Path
     async with app.run_test(size=(80, 24)) as pilot:
         status = app.query_one(StatusBar)
         await wait_until(pilot, lambda: status.state == "refused", timeout=10)
-        assert "auth refused" in screen_text(app)
+        # The state changes before the next repaint: wait for what the user sees.
+        await wait_until(pilot, lambda: "auth refused" in screen_text(app), timeout=5,
+                         what="'auth refused' on screen")
