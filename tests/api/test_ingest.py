@@ -259,3 +259,21 @@ def test_unknown_fields_are_ignored(client: httpx.Client, db: Engine) -> None:
     visit(client, sid, "search", referrer="https://google.com", screen={"w": 1920})
     [row] = rows(db, visits_t)
     assert row.page_type == "search"
+
+
+def test_single_event_answers_are_plain_and_carry_cors_once(
+    client: httpx.Client, db: Engine
+) -> None:
+    """The single-event routes (answered by the fast path) answer as FastAPI did."""
+    sid = start(client)
+    for page in ("homepage", "checkout", "payment"):
+        response = client.post(f"{P}/track/page-visit",
+                               json={"sessionId": sid, "pageType": page},
+                               headers={"Origin": "http://shop.test"})
+        assert response.status_code == 200
+        assert response.content == b'{"success":true}'
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers.get_list("access-control-allow-origin") == ["http://shop.test"]
+    assert [r.page_type for r in rows(db, visits_t)] == ["homepage", "checkout", "payment"]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "PageVisitIn" in json.dumps(paths[f"{P}/track/page-visit"])

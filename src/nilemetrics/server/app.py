@@ -128,7 +128,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _unavailable)
     app.add_exception_handler(EventRejected, _rejected)
     app.add_middleware(
-        IngestBodyMiddleware, prefix=API_PREFIX, max_bytes=settings.max_body_bytes
+        IngestBodyMiddleware,
+        prefix=API_PREFIX,
+        max_bytes=settings.max_body_bytes,
+        fast=ingest.fast_handlers(),
     )
     # Outermost, so that error answers carry CORS headers the browser can read.
     app.add_middleware(
