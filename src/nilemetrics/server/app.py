@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -37,6 +38,8 @@ from nilemetrics.server.validation import validation_error_handler
 from nilemetrics.server.writer import EventRejected, GroupCommitWriter
 
 log = logging.getLogger(__name__)
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
@@ -118,6 +121,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         summary="Live customer-activity tracking for online shops.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks look up the global providers (and
+        # os.environ) on every request: ~12% of the event loop's samples under
+        # load, for spans and metrics nilemetrics never configures or exports.
+        telemetry=_NO_TELEMETRY,
     )
     app.include_router(ingest.router)
     app.include_router(dashboard.router)
