@@ -6,7 +6,9 @@ from fastapi import FastAPI
 
 from nilemetrics.server.schemas import PageVisitIn, SuccessOut
 
-app = FastAPI()
+# Without FastAPI's OpenTelemetry hooks, as nilemetrics runs (see create_app): the
+# comparison is between our storage path and none, on the same framework settings.
+app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
 
 
 @app.post("/api/metrics/track/page-visit", response_model=SuccessOut)

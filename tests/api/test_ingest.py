@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
@@ -259,3 +260,42 @@ def test_unknown_fields_are_ignored(client: httpx.Client, db: Engine) -> None:
     visit(client, sid, "search", referrer="https://google.com", screen={"w": 1920})
     [row] = rows(db, visits_t)
     assert row.page_type == "search"
+
+
+def test_single_event_answers_are_plain_and_carry_cors_once(
+    client: httpx.Client, db: Engine
+) -> None:
+    """The single-event routes (answered by the fast path) answer as FastAPI did."""
+    sid = start(client)
+    for page in ("homepage", "checkout", "payment"):
+        response = client.post(f"{P}/track/page-visit",
+                               json={"sessionId": sid, "pageType": page},
+                               headers={"Origin": "http://shop.test"})
+        assert response.status_code == 200
+        assert response.content == b'{"success":true}'
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers.get_list("access-control-allow-origin") == ["http://shop.test"]
+    assert [r.page_type for r in rows(db, visits_t)] == ["homepage", "checkout", "payment"]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "PageVisitIn" in json.dumps(paths[f"{P}/track/page-visit"])
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_event_refused_by_database_is_isolated(client: httpx.Client, db: Engine) -> None:
+    """An event the database refuses (PostgreSQL text cannot hold NUL) fails alone.
+
+    Its batch is retried one event at a time, in order: the events around it are
+    stored, and the request that carried it gets a 422.
+    """
+    a, b, c = (str(uuid.uuid4()) for _ in range(3))
+    events = [
+        {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
+        {"type": "page-visit", "sessionId": b, "pageType": "homepage", "pageUrl": "x\u0000y"},
+        {"type": "page-visit", "sessionId": c, "pageType": "search"},
+    ]
+    response = client.post(f"{P}/events", json={"events": events})
+    assert response.status_code == 422
+    assert response.json() == {"detail": "the event was refused by the database"}
+    assert sorted(r.session_id for r in rows(db, visits_t)) == sorted([a, c])
+    ok = client.post(f"{P}/track/page-visit", json={"sessionId": b, "pageType": "homepage"})
+    assert ok.status_code == 200

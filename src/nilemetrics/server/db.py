@@ -80,6 +80,13 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
         # Deleted and overwritten rows are zeroed, so erased personal data does not
         # linger in free space of the file (GDPR erasure; see server/erasure.py).
         cursor.execute("PRAGMA secure_delete=ON")
+        # Fold the WAL back every ~40 MB instead of every ~4 MB: a checkpoint writes
+        # each changed page once however often it changed, and the live tables'
+        # pages change with nearly every batch, so rarer checkpoints write far fewer
+        # pages (writer CPU per event down ~15% in benchmarks/ingest.py). Commits
+        # are as durable as before (synchronous=FULL syncs the WAL at each commit);
+        # erasure still truncates the WAL (erasure.checkpoint_sqlite).
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
+from starlette.requests import HTTPConnection
+from starlette.types import Message, Scope, Send
 
 from nilemetrics.ids import uuid7
 from nilemetrics.protocol import API_PREFIX
 from nilemetrics.server.ingest import EventKind, TrackedEvent
+from nilemetrics.server.middleware import FastHandler
 from nilemetrics.server.privacy import RequestContext
 from nilemetrics.server.schemas import (
     BatchIn,
@@ -56,7 +60,8 @@ def _minimise(body: BaseModel, ctx: RequestContext) -> BaseModel:
 
 
 def _event(
-    state: ServerState, request: Request, kind: EventKind, session_id: str, body: BaseModel
+    state: ServerState, request: HTTPConnection, kind: EventKind, session_id: str,
+    body: BaseModel,
 ) -> TrackedEvent:
     ctx = state.context(request)
     return TrackedEvent(
@@ -194,6 +199,80 @@ async def track_batch(
     results = await state.writer.submit_many(events)
     accepted = sum(results)
     return BatchOut(accepted=accepted, duplicates=len(results) - accepted)
+
+
+#: Single-event routes answered by the fast path (see ``fast_handlers``): those whose
+#: bodies hold only text fields, where parsing the JSON bytes straight into the model
+#: gives exactly the model FastAPI's parse-then-validate gives.
+_FAST_MODELS: dict[str, tuple[EventKind, type[SessionEventIn]]] = {
+    "/track/page-visit": ("page-visit", PageVisitIn),
+    "/session/heartbeat": ("session-heartbeat", SessionEventIn),
+    "/session/end": ("session-end", SessionEventIn),
+    "/track/payment-start": ("payment-start", PaymentStartIn),
+    "/track/payment-success": ("payment-success", SessionEventIn),
+}
+
+_SUCCESS_BODY = SuccessOut().model_dump_json().encode()
+_SUCCESS_HEADERS = (
+    (b"content-length", str(len(_SUCCESS_BODY)).encode()),
+    (b"content-type", b"application/json"),
+)
+
+
+def fast_handlers() -> dict[str, FastHandler]:
+    """Full paths of the single-event routes -> their fast-path handlers.
+
+    The routes above stay the API's declaration (OpenAPI) and answer whatever the
+    fast path declines: a body that fails validation is replayed to them, so error
+    answers are FastAPI's as before. Valid bodies are validated by the same model,
+    queued the same way, and answered only after their batch is committed.
+    """
+    return {
+        API_PREFIX + path: _fast_handler(kind, model)
+        for path, (kind, model) in _FAST_MODELS.items()
+    }
+
+
+def _fast_handler(kind: EventKind, model: type[SessionEventIn]) -> FastHandler:
+    async def handle(scope: Scope, body: bytes, send: Send) -> bool:
+        try:
+            parsed = model.model_validate_json(body)
+        except ValidationError:
+            return False  # the route answers with the usual 400/422
+        conn = HTTPConnection(scope)
+        state = get_state(conn)
+        try:
+            await state.writer.submit(_event(state, conn, kind, parsed.session_id, parsed))
+        except Exception as exc:
+            await _answer_exception(scope, send, exc)
+            return True
+        # Fresh messages: middleware (CORS) adds headers to the list it is sent.
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": list(_SUCCESS_HEADERS)}
+        )
+        await send({"type": "http.response.body", "body": _SUCCESS_BODY})
+        return True
+
+    return handle
+
+
+async def _answer_exception(scope: Scope, send: Send, exc: Exception) -> None:
+    """Answer ``exc`` with the application's own exception handler (as the router would)."""
+    handlers: dict[Any, Any] = scope["app"].exception_handlers
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            break
+    else:
+        raise exc
+    response = handler(Request(scope), exc)
+    if inspect.isawaitable(response):
+        response = await response
+
+    async def no_body() -> Message:
+        return {"type": "http.disconnect"}
+
+    await response(scope, no_body, send)
 
 
 def _summary(problems: list[dict[str, Any]]) -> str:
