@@ -321,3 +321,19 @@ def test_calls_queued_before_the_script_loads(site: Site, context: Any) -> None:
     page.wait_for_function("JSON.parse(sessionStorage.getItem('nm:q')).length === 0")
     page.wait_for_timeout(300)
     assert [v.page_type for v in site.rows(visits_t)] == ["offer"]
+
+
+def test_back_button_counts_the_page_shown_again(site: Site, context: Any) -> None:
+    """Back to a page (restored from the back/forward cache or loaded again): the
+    session is on that page again, still one session."""
+    page = context.new_page()
+    page.goto(site.shop_url + "/")
+    site.wait_for(lambda m: m["homepage"] == 1)
+    page.click("header >> text=Electronics")
+    site.wait_for(lambda m: m["categories"] == {"electronics": 1})
+    page.go_back()
+    site.wait_for(lambda m: m["homepage"] == 1 and m["categories"] == {}
+                  and m["liveSessions"] == 1)
+    page.go_forward()
+    site.wait_for(lambda m: m["categories"] == {"electronics": 1} and m["liveSessions"] == 1)
+    assert len(site.rows(sessions_t)) == 1

@@ -153,7 +153,8 @@
     }, true);
     d.addEventListener("submit", mark, true);
     w.addEventListener("pagehide", () => now() - internal < 1e4 ? beacon() : end());
-    w.addEventListener("pageshow", (e) => e.persisted && comeBack());
+    // Back to a page from the back/forward cache: the shopper is on this page again.
+    w.addEventListener("pageshow", (e) => e.persisted && auto(1));
     d.addEventListener("visibilitychange", () => {
       if (d.hidden) { hiddenAt = now(); beacon(); }
       else if (hiddenAt) comeBack();
