@@ -6,11 +6,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import re
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.server.tables import events_t, sessions_t
@@ -124,3 +126,27 @@ def test_privacy_flag_counts_the_session(client: httpx.Client, server: LiveServe
     client.post(f"{P}/track/page-visit?privacy=1", json={"sessionId": sid, "pageType": "homepage"})
     live = metrics(client, server.auth)
     assert live["homepage"] == 1 and live["liveSessions"] == 1
+
+
+def test_an_origin_not_allowed_is_reported_once(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events from a shop origin missing from ALLOWED_ORIGINS are stored, but the
+    browser hides the answers: the operator is told, once per origin."""
+    sid = str(uuid.uuid4())
+    caplog.set_level(logging.WARNING, logger="nilemetrics.server.middleware")
+    for _ in range(3):
+        response = client.post(
+            f"{P}/track/page-visit",
+            json={"sessionId": sid, "pageType": "homepage"},
+            headers={"Origin": "https://forgotten-shop.example"},
+        )
+        assert response.status_code == 200
+        assert "access-control-allow-origin" not in response.headers
+    allowed = client.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "other"},
+                          headers={"Origin": "http://shop.test"})
+    assert allowed.headers["access-control-allow-origin"] == "http://shop.test"
+    warnings = [r.getMessage() for r in caplog.records if "not an allowed origin" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "https://forgotten-shop.example" in warnings[0]
+    assert "--allowed-origin" in warnings[0]

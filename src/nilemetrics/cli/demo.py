@@ -22,7 +22,13 @@ from nilemetrics.cli.common import err_console, fail
 from nilemetrics.cli.options import out_console, seconds
 from nilemetrics.cli.simulate import summary_table
 from nilemetrics.config import Settings
-from nilemetrics.simulation import MAX_DURATION, SimulationConfig, SimulationStats, simulate
+from nilemetrics.simulation import (
+    MAX_DURATION,
+    SHOP,
+    SimulationConfig,
+    SimulationStats,
+    simulate,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -178,7 +184,10 @@ def demo(
     workdir = Path(tempfile.mkdtemp(prefix="nilemetrics-demo-"))
     token = secrets.token_urlsafe(24)
     shop = None if no_shop else _shop_port(shop_port)
-    origins = [] if shop is None else [f"http://127.0.0.1:{shop}", f"http://localhost:{shop}"]
+    # The simulated shoppers present themselves as browsers on SHOP.
+    origins = [SHOP]
+    if shop is not None:
+        origins += [f"http://127.0.0.1:{shop}", f"http://localhost:{shop}"]
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'demo.db'}",
         data_dir=workdir,

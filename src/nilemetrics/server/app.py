@@ -148,6 +148,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         prefix=API_PREFIX,
         max_bytes=settings.max_body_bytes,
         fast=ingest.fast_handlers(),
+        allowed_origins=settings.allowed_origins,
     )
     # Outermost, so that error answers carry CORS headers the browser can read.
     app.add_middleware(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 _JSON = b"application/json"
+#: Origins warned about once each; beyond this many, no more warnings (no unbounded set).
+_MAX_WARNED_ORIGINS = 64
 
 #: Handles one request whose whole body has been read; False declines it (the body
 #: is then replayed to the application, which answers as it always has).
@@ -26,6 +31,11 @@ class IngestBodyMiddleware:
     the router and FastAPI's body handling, which cost the event loop more than
     a group commit costs per event. A handler declines what it does not accept
     (invalid bodies), and the application then answers exactly as before.
+
+    ``allowed_origins`` (the CORS list): an ingestion request from another origin
+    is still stored, as CORS cannot stop a simple request, but the browser hides the
+    answer from the page, so a tracker retries forever. That is a set-up mistake
+    an operator needs to hear about: it is logged once per origin.
     """
 
     def __init__(
@@ -35,11 +45,17 @@ class IngestBodyMiddleware:
         prefix: str,
         max_bytes: int,
         fast: Mapping[str, FastHandler] | None = None,
+        allowed_origins: Collection[str] | None = None,
     ) -> None:
         self.app = app
         self.prefix = prefix
         self.max_bytes = max_bytes
         self.fast = dict(fast or {})
+        self.allowed: frozenset[bytes] | None = (
+            None if allowed_origins is None or "*" in allowed_origins
+            else frozenset(o.encode("latin-1") for o in allowed_origins)
+        )
+        self.warned: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -47,6 +63,7 @@ class IngestBodyMiddleware:
             return
         content_type = b""
         declared: int | None = None
+        origin: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 content_type = value
@@ -55,10 +72,14 @@ class IngestBodyMiddleware:
                     declared = int(value)
                 except ValueError:
                     declared = None
+            elif key == b"origin":
+                origin = value
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
         path = scope["path"]
+        if origin is not None and self.allowed is not None and origin not in self.allowed:
+            self._warn_origin(origin, path)
         if path.startswith(self.prefix) and not content_type.startswith(_JSON):
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             headers.append((b"content-type", _JSON))
@@ -69,6 +90,22 @@ class IngestBodyMiddleware:
             await self.app(scope, receive, send)
             return
         await self._counted(scope, receive, send, handler)
+
+    def _warn_origin(self, origin: bytes, path: str) -> None:
+        if (
+            origin in self.warned
+            or len(self.warned) >= _MAX_WARNED_ORIGINS
+            or not path.startswith(self.prefix)
+        ):
+            return
+        self.warned.add(origin)
+        text = origin.decode("latin-1")[:200]
+        log.warning(
+            "ingestion request from origin %s, which is not an allowed origin: its events "
+            "are stored, but the browser hides the answers from the page (the tracker "
+            "keeps retrying). Add it with --allowed-origin or NILEMETRICS_ALLOWED_ORIGINS.",
+            text,
+        )
 
     async def _counted(
         self, scope: Scope, receive: Receive, send: Send, handler: FastHandler | None
