@@ -7,6 +7,7 @@ storage), nilemetrics on SQLite and nilemetrics on PostgreSQL. Load comes from
 that moves a pool of sessions between pages.
 
     python -m benchmarks.ingest [--duration 15] [--connections 64] [--pg-url URL]
+    python -m benchmarks.ingest --only postgres   # bare and PostgreSQL only
 
 Needs ``wrk`` (Debian package). Prints a table and writes results/ingest.json.
 """
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="admin URL; a throw-away database is created on that server")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--only", action="append", choices=["bare", "sqlite", "postgres"],
+                        help="run only these servers (repeatable; bare always runs, as the "
+                             "reference); results/ingest.json is then left as it is")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -149,11 +153,15 @@ def main() -> None:
     port = free_port()
     measure("bare", [py, "-m", "uvicorn", "benchmarks.bare_server:app", "--port", str(port),
                      *uvicorn_flags], port, {})
+    wanted = set(args.only or ["bare", "sqlite", "postgres"]) | {"bare"}
+    if args.skip_pg:
+        wanted.discard("postgres")
     port = free_port()
-    measure("sqlite", [py, "-m", "nilemetrics", "serve", "--port", str(port),
-                       "--log-level", "warning"], port,
-            {"NILEMETRICS_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}"})
-    if not args.skip_pg:
+    if "sqlite" in wanted:
+        measure("sqlite", [py, "-m", "nilemetrics", "serve", "--port", str(port),
+                           "--log-level", "warning"], port,
+                {"NILEMETRICS_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}"})
+    if "postgres" in wanted:
         name = f"nm_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.pg_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -179,8 +187,11 @@ def main() -> None:
         "results": results,
         "ratios": {k: round(v["rps"] / bare, 3) for k, v in results.items()},
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ingest.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.only:
+        print(json.dumps(record["ratios"]))
+    else:
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / "ingest.json").write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

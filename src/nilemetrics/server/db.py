@@ -30,12 +30,16 @@ class DatabaseUrlError(ValueError):
     """The database URL is malformed or names an unsupported driver."""
 
 
-def make_engine(url: str, *, busy_timeout: float = 5.0, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, busy_timeout: float = 5.0, pg_options: str | None = None, **kwargs: Any
+) -> Engine:
     """Create an engine tuned for this workload.
 
     SQLite: WAL (readers never block the writer), ``synchronous=FULL`` (a commit
     is on disk before we answer), a busy timeout, and ``BEGIN IMMEDIATE`` for
     transactions that write, so a writer never fails upgrading a read lock.
+    PostgreSQL: ``pg_options`` are libpq ``options`` (``-c name=value`` session
+    settings) for every connection of this engine.
     """
     try:
         parsed = make_url(url)
@@ -58,7 +62,10 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, **kwargs: Any) -> Engine
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if pg_options:
+        connect_args["options"] = pg_options
+    kwargs.setdefault("connect_args", connect_args)
     try:
         return create_engine(parsed, **kwargs)
     except NoSuchModuleError as exc:

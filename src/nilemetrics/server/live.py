@@ -1,7 +1,9 @@
 """Live numbers and payment-error rows, read from the current-page columns.
 
-Live counts use the partial index ``ix_user_sessions_live`` (active sessions by
-last activity), so their cost follows the number of live sessions, not history.
+Live counts use a partial index of the active sessions (SQLite:
+``ix_user_sessions_live``, by last activity; PostgreSQL: ``ix_user_sessions_active``,
+by session id, so that the per-event session update stays HOT), so their cost
+follows the number of live sessions, not history.
 """
 
 from __future__ import annotations
