@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from nilemetrics.server.app import NO_TELEMETRY
 from nilemetrics.server.schemas import PageVisitIn, SuccessOut
 
 # Without FastAPI's OpenTelemetry hooks, as nilemetrics runs (see create_app): the
 # comparison is between our storage path and none, on the same framework settings.
-app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+app = FastAPI(telemetry=NO_TELEMETRY)
 
 
 @app.post("/api/metrics/track/page-visit", response_model=SuccessOut)

@@ -12,7 +12,18 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.cli.conftest import Invoke
+
+
+def _demo_process(*args: str) -> subprocess.Popen[str]:
+    """``nilemetrics demo --no-dashboard ARGS`` as a child process, output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nilemetrics", "demo", "--no-dashboard", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def _port_open(port: int) -> bool:
@@ -40,12 +51,7 @@ def test_demo_without_dashboard_runs_and_cleans_up(nm: Invoke) -> None:
 
 def test_demo_stops_on_ctrl_c(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) stops server and shoppers, removes the database, exits cleanly."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nilemetrics", "demo", "--no-dashboard", "--shoppers", "4",
-         "--speed", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = _demo_process("--shoppers", "4", "--speed", "50")
     deadline = time.monotonic() + 30
     seen = ""
     assert proc.stdout is not None
@@ -75,14 +81,7 @@ def test_demo_bad_duration(nm: Invoke) -> None:
 
 def test_demo_serves_the_shop_wired_to_its_server(tmp_path: Path) -> None:
     """The demo shop loads the tracker from the demo server, which accepts its origin."""
-    import httpx
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nilemetrics", "demo", "--no-dashboard", "--shoppers", "0",
-         "--shop-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = _demo_process("--shoppers", "0", "--shop-port", "0")
     try:
         assert proc.stderr is not None
         seen = ""

@@ -271,8 +271,12 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
     applied = _log_events(conn, events)
     live = [event for event, ok in zip(events, applied, strict=True) if ok]
     plan = _Plan()
-    # session/start with a client-chosen id (the tracker's identify()) may name a known session.
-    wanted = list(dict.fromkeys(e.session_id for e in live))
+    # A session/start names a known session only with a client-chosen id (the tracker,
+    # identify()); ids the server just made need no lookup.
+    wanted = list(dict.fromkeys(
+        e.session_id for e in live
+        if e.kind != "session-start" or getattr(e.body, "session_id", None) is not None
+    ))
     if wanted:
         plan.states = _load_sessions(conn, wanted)
     outcome = BatchOutcome(applied=applied)

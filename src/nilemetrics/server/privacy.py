@@ -42,12 +42,6 @@ def anonymize_ip(raw: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
 
-def wants_privacy(conn: HTTPConnection) -> bool:
-    """``Sec-GPC: 1`` (Global Privacy Control) or ``DNT: 1`` on the request."""
-    gpc, dnt, _agent = _privacy_headers(conn.scope["headers"])
-    return _is_one(gpc) or _is_one(dnt)
-
-
 def asked_anonymous(conn: HTTPConnection) -> bool:
     """``?privacy=1``: the tracker saw GPC, DNT or an opt-out in the browser.
 

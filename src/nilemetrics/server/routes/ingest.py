@@ -165,7 +165,8 @@ async def track_batch(
 
     Types: session-start (with ``sessionId``), session-heartbeat, page-visit,
     checkout-start, payment-start, payment-error, payment-success, session-end; the
-    other fields are those of the single-event endpoint. One invalid item rejects the whole request.
+    other fields are those of the single-event endpoint. One invalid item rejects
+    the whole request.
     """
     state = get_state(request)
     events: list[TrackedEvent] = []
@@ -187,11 +188,10 @@ async def track_batch(
         except ValidationError as exc:
             problems.extend(describe_errors(exc.errors(), prefix=f"events[{index}]"))
             continue
-        session_id = getattr(parsed, "session_id", None)
-        if session_id is None:  # session-start, whose model makes it optional
+        if parsed.session_id is None:  # session-start, whose model makes it optional
             problems.append({"field": f"events[{index}].sessionId", "message": "Field required"})
             continue
-        events.append(_event(state, request, kind, session_id, parsed))
+        events.append(_event(state, request, kind, parsed.session_id, parsed))
     if problems:
         return JSONResponse(
             status_code=422, content={"detail": _summary(problems), "errors": problems}
