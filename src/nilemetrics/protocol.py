@@ -11,7 +11,7 @@ WS_PATH: Final = f"{API_PREFIX}/ws"
 
 
 class PageType(StrEnum):
-    """Page types the shop's client reports."""
+    """Page types with a meaning of their own (any other slug is accepted too)."""
 
     HOMEPAGE = "homepage"
     CATEGORY = "category"
@@ -23,6 +23,9 @@ class PageType(StrEnum):
     PAYMENT_ERROR = "payment_error"
     OTHER = "other"
 
+
+#: What a page type may be: any slug. Types nobody listed are stored and counted as sent.
+PAGE_TYPE_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 
 #: Page types whose visits must name what was visited (category id, offer id).
 IDENTIFIED_PAGE_TYPES: Final = frozenset({PageType.CATEGORY, PageType.OFFER})

@@ -67,9 +67,16 @@ def metrics(client: httpx.Client, auth: dict[str, str]) -> dict[str, Any]:
     return body
 
 
+_SCALAR_KEYS = {"homepage": "homepage", "product": "product", "search": "search",
+                "checkout": "checkout", "payment": "payment", "paymentError": "payment_error",
+                "other": "other"}
+
+
 def page_sum(m: dict[str, Any]) -> int:
-    """Sum of live sessions over every page bucket."""
-    scalars = ("homepage", "product", "search", "checkout", "payment", "paymentError", "other")
-    return sum(m[k] for k in scalars) + sum(m["categories"].values()) + sum(
-        m["offers"].values()
-    )
+    """Sum of live sessions over ``pages``, after checking the per-type keys agree with it."""
+    pages = m["pages"]
+    for key, page_type in _SCALAR_KEYS.items():
+        assert m[key] == pages.get(page_type, 0), key
+    assert sum(m["categories"].values()) == pages.get("category", 0)
+    assert sum(m["offers"].values()) == pages.get("offer", 0)
+    return sum(pages.values())

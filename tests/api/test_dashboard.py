@@ -42,12 +42,15 @@ def test_live_metrics_fields(client: httpx.Client, server: LiveServer) -> None:
     visit(client, b, "category", "electronics")
     visit(client, c, "category", "electronics")
     visit(client, d, "offer", "summer-sale")
-    start(client)  # live, no page yet: counts under "other"
+    start(client)  # no page yet: on no page, not live
+    e = start(client)
+    visit(client, e, "product_listing")  # a page type nobody listed: counted as sent
     m = metrics(client, server.auth)
     assert m["homepage"] == 1
     assert m["categories"] == {"electronics": 2}
     assert m["offers"] == {"summer-sale": 1}
-    assert (m["checkout"], m["payment"], m["paymentError"], m["other"]) == (0, 0, 0, 1)
+    assert (m["checkout"], m["payment"], m["paymentError"], m["other"]) == (0, 0, 0, 0)
+    assert m["pages"] == {"category": 2, "homepage": 1, "offer": 1, "product_listing": 1}
     assert m["liveSessions"] == 5
     assert m["paymentErrorsLastHour"] == 0
     assert m["paymentSuccessRate"] is None
@@ -73,11 +76,11 @@ def test_payment_errors_newest_first_with_since_and_limit(
                                                  "card_declined"]
     row = recent[0]
     assert set(row) == {"id", "session_id", "attempt", "email", "phone", "checkout_items",
-                        "total_amount", "payment_method", "payment_error_at", "error_code",
-                        "error_message", "error_details", "ip_address", "user_agent",
+                        "item_count", "total_amount", "payment_method", "payment_error_at",
+                        "error_code", "error_message", "error_details", "ip_address", "user_agent",
                         "checkout_status"}
     assert (row["email"], row["phone"], row["total_amount"], row["payment_method"]) == (
-        "eve@example.com", "555-0199", "25.50", "card")
+        "eve@example.com", "555-0199", 25.5, "card")
     assert row["checkout_items"] == [{"name": "Lamp"}]
     assert row["attempt"] == 4 and row["checkout_status"] == "failed"
     assert row["error_details"]["errorCode"] == "insufficient_funds"

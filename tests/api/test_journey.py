@@ -62,7 +62,7 @@ async def test_whole_journey_live_numbers_each_step(server: LiveServer) -> None:
         errors = await recv_until(ws, lambda f: f["event"] == "payment-errors-update"
                                   and len(f["data"]) == 1)
         assert errors["data"][0]["email"] == "journey@example.com"
-        assert errors["data"][0]["total_amount"] == "399.00"
+        assert errors["data"][0]["total_amount"] == 399.0  # a number: the dashboard's toFixed
         await step(pv, {"sessionId": sid, "pageType": "payment_error"}, _expect(paymentError=1))
         await step(pv, {"sessionId": sid, "pageType": "payment"}, _expect(payment=1))
         await step("track/payment-start", {"sessionId": sid}, _expect(payment=1),

@@ -92,7 +92,7 @@ async def test_payment_error_pushes_rows(server: LiveServer) -> None:
                                  and len(f["data"]) == 1)
         row = frame["data"][0]
         assert (row["error_code"], row["email"], row["total_amount"]) == (
-            "insufficient_funds", "w@example.com", "12.00")
+            "insufficient_funds", "w@example.com", 12.0)
 
 
 async def test_cleanup_tick_sends_heartbeat(server: LiveServer) -> None:

@@ -71,7 +71,7 @@ def test_journey_through_the_demo_shop(site: Site, context: Any) -> None:
     row = rows[0]
     assert row["error_code"] == "insufficient_funds"
     assert row["error_message"] == "Your card has insufficient funds."
-    assert row["total_amount"] == "62.99"
+    assert row["total_amount"] == 62.99
     assert row["payment_method"] == "card"
     assert row["email"] == "ada@example.com"
     assert row["checkout_items"] == [

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+from sqlalchemy import insert
+
+from nilemetrics.server.db import make_engine
+from nilemetrics.server.tables import visits_t
 from tests.cli.conftest import Invoke
 from tests.cli.seed import seed
 
@@ -102,3 +107,24 @@ def test_report_empty_period(database_url: str, nm: Invoke) -> None:
     assert body["funnel"][0]["sessions"] == 0
     assert body["paymentSuccess"]["successRate"] is None
     assert body["timeOnPage"]["byPageType"] == []
+
+
+def test_report_includes_page_types_nobody_listed(database_url: str, nm: Invoke) -> None:
+    """Time on page covers every stored page type, such as the client's product_listing."""
+    fixture = seed(database_url)
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(insert(visits_t), [
+            {"session_id": fixture.sessions["S2"], "page_type": page_type,
+             "entered_at": fixture.now - timedelta(minutes=5), "duration_seconds": seconds,
+             "exited_at": fixture.now - timedelta(minutes=4), "is_active": False}
+            for page_type, seconds in (("product_listing", 30.0), ("product_listing", 10.0),
+                                       ("Gift-Cards", 4.0))
+        ])
+    engine.dispose()
+    result = nm("report", "--since", "24h", "--json", "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    by_type = json.loads(result.stdout)["timeOnPage"]["byPageType"]
+    assert {"pageType": "product_listing", "visits": 2, "avgSeconds": 20.0} in by_type
+    assert {"pageType": "Gift-Cards", "visits": 1, "avgSeconds": 4.0} in by_type
+    assert len(by_type) == 9

@@ -107,7 +107,7 @@ def error_row(
     email: str | None = None,
     code: str = "card_declined",
     message: str = "Your card was declined by the issuing bank",
-    amount: str | None = "59.97",
+    amount: float | str | None = 59.97,
     user_agent: str = CHROME_WINDOWS,
 ) -> dict[str, Any]:
     """One ``payment-errors-update`` row as the server sends it."""
@@ -121,6 +121,7 @@ def error_row(
             {"name": "Tea mug", "quantity": 2, "price": "9.99"},
             {"name": "Green tea", "quantity": 1, "price": "39.99"},
         ],
+        "item_count": 2,
         "total_amount": amount,
         "payment_method": "card",
         "payment_error_at": iso(at),
@@ -159,7 +160,7 @@ def standard_events() -> list[FeedEvent]:
     rows = [
         error_row(3, T0 - timedelta(seconds=20), email="anna@example.com"),
         error_row(2, T0 - timedelta(seconds=400), email="ben@example.org", code="expired_card",
-                  message="Your card has expired", amount="120.00", user_agent=SAFARI_IPHONE),
+                  message="Your card has expired", amount=120.0, user_agent=SAFARI_IPHONE),
         error_row(1, T0 - timedelta(seconds=1900), email="chloe@example.net",
                   code="processing_error", message="An error occurred while processing"),
     ]

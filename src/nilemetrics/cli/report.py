@@ -29,6 +29,20 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _page_types(conn: Connection) -> list[str]:
+    """Every page type stored, known or not, by index seeks (one per type, no scan)."""
+    v = visits_t.c
+    found: list[str] = []
+    while True:
+        query = select(func.min(v.page_type))
+        if found:
+            query = query.where(v.page_type > found[-1])
+        page_type = conn.execute(query).scalar_one()
+        if page_type is None:
+            return found
+        found.append(page_type)
+
+
 def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str, Any]:
     """Average time on page per page type, and per category and offer (closed visits).
 
@@ -38,12 +52,14 @@ def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str
     v = visits_t.c
     window = (v.entered_at >= since) & (v.entered_at < until) & v.duration_seconds.is_not(None)
     by_type: list[dict[str, Any]] = []
-    by_identifier: dict[str, list[dict[str, Any]]] = {}
-    for page_type in PageType:
+    by_identifier: dict[str, list[dict[str, Any]]] = {
+        kind.value: [] for kind in IDENTIFIED_PAGE_TYPES
+    }
+    for page_type in _page_types(conn):
         if page_type in IDENTIFIED_PAGE_TYPES:
             rows = conn.execute(
                 select(v.page_identifier, func.count(), func.sum(v.duration_seconds))
-                .where((v.page_type == page_type.value) & window)
+                .where((v.page_type == page_type) & window)
                 .group_by(v.page_identifier)
             ).all()
             entries = [
@@ -51,19 +67,19 @@ def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str
                 for ident, n, total in rows
             ]
             entries.sort(key=lambda row: (-row["visits"], str(row["identifier"])))
-            by_identifier[page_type.value] = entries
+            by_identifier[page_type] = entries
             visits = sum(n for _ident, n, _total in rows)
             seconds = sum(float(total) for _ident, _n, total in rows)
         else:
             visits, total = conn.execute(
                 select(func.count(), func.sum(v.duration_seconds)).where(
-                    (v.page_type == page_type.value) & window
+                    (v.page_type == page_type) & window
                 )
             ).one()
             seconds = float(total or 0.0)
         if visits:
             by_type.append(
-                {"pageType": page_type.value, "visits": visits,
+                {"pageType": page_type, "visits": visits,
                  "avgSeconds": round(seconds / visits, 2)}
             )
     by_type.sort(key=lambda row: (-row["visits"], row["pageType"]))

@@ -18,12 +18,16 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nilemetrics.ids import uuid7
-from nilemetrics.protocol import CheckoutStatus
+from nilemetrics.protocol import CheckoutStatus, PageType
 from nilemetrics.server.hotpath import hot_sql
 from nilemetrics.server.privacy import RequestContext
 from nilemetrics.server.schemas import (
+    MAX_AMOUNT,
+    MAX_CHECKOUT_ITEMS,
+    MAX_ITEM_COUNT,
     CheckoutStartIn,
     PageVisitIn,
+    PaymentContextIn,
     PaymentErrorIn,
     PaymentStartIn,
     SessionStartIn,
@@ -104,6 +108,7 @@ class _Checkout:
     total_amount: Decimal | None
     payment_method: str | None
     error_count: int
+    item_count: int | None
 
 
 @dataclass(slots=True)
@@ -266,6 +271,15 @@ def _new_state(event: TrackedEvent) -> _SessionState:
     )
 
 
+#: The page a session that reported none is counted on, by its first checkout event.
+_IMPLIED_PAGE: dict[str, str] = {
+    "checkout-start": PageType.CHECKOUT.value,
+    "payment-start": PageType.PAYMENT.value,
+    "payment-error": PageType.PAYMENT.value,
+    "payment-success": PageType.PAYMENT.value,
+}
+
+
 def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
     """Apply ``events`` in order inside the caller's transaction."""
     applied = _log_events(conn, events)
@@ -294,7 +308,7 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
             _close_visit(plan, sid, state, event.at)
             visit = {
                 "session_id": sid,
-                "page_type": body.page_type.value,
+                "page_type": body.page_type,
                 "page_identifier": body.page_identifier,
                 "page_url": body.page_url,
                 "entered_at": event.at,
@@ -304,7 +318,7 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
             }
             plan.visit_inserts.append(visit)
             state.new_visit = visit
-            state.current_page_type = body.page_type.value
+            state.current_page_type = body.page_type
             state.current_page_identifier = body.page_identifier
         elif kind == "session-start":
             assert isinstance(body, SessionStartIn)
@@ -320,7 +334,11 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
             state.is_active = False
             state.ended_at = event.at
             state.state_dirty = True
-        elif kind in ("checkout-start", "payment-start", "payment-error", "payment-success"):
+        elif kind in _IMPLIED_PAGE:
+            if state.current_page_type is None:
+                # A session is live once it reports a page or a checkout: one that
+                # skipped its page visits is counted where its checkout stands.
+                state.current_page_type = _IMPLIED_PAGE[kind]
             if _apply_checkout_event(conn, plan, state, event):
                 outcome.payment_errors += 1
     _write_sessions(conn, plan)
@@ -382,7 +400,7 @@ def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkou
         return plan.checkouts[session_id]
     c = checkouts_t.c
     stmt = (
-        select(c.id, c.status, c.total_amount, c.payment_method, c.error_count)
+        select(c.id, c.status, c.total_amount, c.payment_method, c.error_count, c.item_count)
         .where(c.session_id == session_id)
         .order_by(c.id.desc())
         .limit(1)
@@ -391,7 +409,8 @@ def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkou
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     found = (
-        _Checkout(row.id, row.status, row.total_amount, row.payment_method, row.error_count)
+        _Checkout(row.id, row.status, row.total_amount, row.payment_method, row.error_count,
+                  row.item_count)
         if row
         else None
     )
@@ -399,14 +418,148 @@ def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkou
     return found
 
 
+#: Payment methods that say nothing: a method named later replaces them.
+_UNKNOWN_METHODS = frozenset({"", "unknown", "undefined", "null", "none"})
+_CENT = Decimal("0.01")
+#: The payment-method columns' size: a method read from free-form details is cut to it.
+METHOD_LENGTH = 64
+
+
+def _method_unknown(method: str | None) -> bool:
+    return method is None or method.strip().casefold() in _UNKNOWN_METHODS
+
+
+@dataclass(slots=True)
+class _Carried:
+    """What a checkout or payment event tells about its checkout."""
+
+    amount: Decimal | None = None
+    method: str | None = None
+    items: list[Any] | None = None
+    item_count: int | None = None
+
+
+def _loose_amount(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except ArithmeticError:
+        return None
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        return None
+    return amount
+
+
+def _loose_method(value: Any) -> str | None:
+    if not isinstance(value, str) or _method_unknown(value):
+        return None
+    return value.strip()[:METHOD_LENGTH] or None
+
+
+def _loose_count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_ITEM_COUNT:
+        return value
+    return None
+
+
+def _carried(body: BaseModel) -> _Carried:
+    """The checkout facts an event carries: its own fields, else its error's details.
+
+    The shop's client puts them in the nested error's own ``errorDetails``
+    (``{"totalAmount": 84.2, "paymentMethod": "ziina", "itemCount": 2}``); free-form
+    details are read leniently, a value that does not fit is ignored.
+    """
+    if isinstance(body, CheckoutStartIn):
+        return _Carried(body.total_amount, body.payment_method, body.checkout_items,
+                        len(body.checkout_items))
+    if not isinstance(body, PaymentContextIn):
+        return _Carried()
+    found = _Carried(body.total_amount, body.payment_method, body.checkout_items,
+                     body.item_count)
+    if _method_unknown(found.method):
+        found.method = None
+    if isinstance(body, PaymentErrorIn):
+        places = [body.normalised().error_details, body.error_details]
+        for details in (d for d in places if isinstance(d, dict)):
+            if found.amount is None:
+                found.amount = _loose_amount(details.get("totalAmount", details.get("amount")))
+            if found.method is None:
+                found.method = _loose_method(details.get("paymentMethod"))
+            items = details.get("checkoutItems")
+            if found.items is None and isinstance(items, list) and (
+                len(items) <= MAX_CHECKOUT_ITEMS
+            ):
+                found.items = items
+            if found.item_count is None:
+                found.item_count = _loose_count(details.get("itemCount"))
+    if found.item_count is None and found.items is not None:
+        found.item_count = len(found.items)
+    if found.amount is not None:
+        found.amount = found.amount.quantize(_CENT)
+    return found
+
+
+def _create_checkout(
+    conn: Connection, plan: _Plan, state: _SessionState, event: TrackedEvent,
+    carried: _Carried, status: CheckoutStatus, **steps: Any,
+) -> _Checkout:
+    at = event.at
+    new_id = conn.execute(
+        insert(checkouts_t)
+        .values(
+            session_id=event.session_id,
+            user_id=state.user_id,
+            email=state.email,
+            phone=state.phone,
+            checkout_items=carried.items,
+            item_count=carried.item_count,
+            total_amount=carried.amount,
+            payment_method=carried.method,
+            status=status.value,
+            error_count=0,
+            started_at=at,
+            updated_at=at,
+            **steps,
+        )
+        .returning(checkouts_t.c.id)
+    ).scalar_one()
+    created = _Checkout(new_id, status.value, carried.amount, carried.method, 0,
+                        carried.item_count)
+    plan.checkouts[event.session_id] = created
+    return created
+
+
+def _fill_missing(values: dict[str, Any], checkout: _Checkout, carried: _Carried) -> None:
+    """Complete a checkout with what a payment event names and the checkout lacks."""
+    if carried.method is not None and _method_unknown(checkout.payment_method):
+        values["payment_method"] = checkout.payment_method = carried.method
+    if carried.amount is not None and checkout.total_amount is None:
+        values["total_amount"] = checkout.total_amount = carried.amount
+    if carried.item_count is not None and checkout.item_count is None:
+        values["item_count"] = checkout.item_count = carried.item_count
+        if carried.items is not None:
+            values["checkout_items"] = carried.items
+
+
 def _apply_checkout_event(
     conn: Connection, plan: _Plan, state: _SessionState, event: TrackedEvent
 ) -> bool:
-    """Write one checkout/payment event; return True when it recorded a payment error."""
+    """Write one checkout/payment event; return True when it recorded a payment error.
+
+    A payment event for a session without an open checkout (the client dropped the
+    checkout start) creates the checkout from what the event carries, so the error
+    has its amount and the success that follows is counted.
+    """
     sid, at, body = event.session_id, event.at, event.body
     c = checkouts_t.c
     current = _latest_checkout(conn, plan, sid)
     open_checkout = current if current and current.status != CheckoutStatus.COMPLETED else None
+    carried = _carried(body)
 
     if isinstance(body, CheckoutStartIn):
         if open_checkout is not None:
@@ -416,40 +569,23 @@ def _apply_checkout_event(
                 .where(c.id == open_checkout.id)
                 .values(status=CheckoutStatus.ABANDONED.value, updated_at=at)
             )
-        amount = body.total_amount.quantize(Decimal("0.01"))
-        new_id = conn.execute(
-            insert(checkouts_t)
-            .values(
-                session_id=sid,
-                user_id=state.user_id,
-                email=state.email,
-                phone=state.phone,
-                checkout_items=body.checkout_items,
-                total_amount=amount,
-                payment_method=body.payment_method,
-                status=CheckoutStatus.IN_PROGRESS.value,
-                error_count=0,
-                started_at=at,
-                updated_at=at,
-            )
-            .returning(c.id)
-        ).scalar_one()
-        plan.checkouts[sid] = _Checkout(
-            new_id, CheckoutStatus.IN_PROGRESS.value, amount, body.payment_method, 0
-        )
+        _create_checkout(conn, plan, state, event, carried, CheckoutStatus.IN_PROGRESS)
         return False
 
     if isinstance(body, PaymentStartIn):
         if open_checkout is None:
+            _create_checkout(conn, plan, state, event, carried, CheckoutStatus.PAYMENT_STARTED,
+                             payment_started_at=at)
             return False
         values: dict[str, Any] = {
             "status": CheckoutStatus.PAYMENT_STARTED.value,
             "payment_started_at": at,
             "updated_at": at,
         }
-        if body.payment_method:
-            values["payment_method"] = body.payment_method
-            open_checkout.payment_method = body.payment_method
+        if carried.method is not None:
+            # The method chosen at payment replaces the one guessed at checkout.
+            values["payment_method"] = open_checkout.payment_method = carried.method
+        _fill_missing(values, open_checkout, carried)
         conn.execute(update(checkouts_t).where(c.id == open_checkout.id).values(**values))
         open_checkout.status = CheckoutStatus.PAYMENT_STARTED.value
         return False
@@ -459,40 +595,32 @@ def _apply_checkout_event(
         details = error.model_dump(mode="json", by_alias=True, exclude_none=True)
         if event.context.anonymous:
             details.pop("userAgent", None)
-        attempt = 1
-        method = body.payment_method
-        error_amount: Decimal | None = None
-        checkout_id = None
-        if open_checkout is not None:
-            open_checkout.error_count += 1
-            open_checkout.status = CheckoutStatus.FAILED.value
-            if method:
-                open_checkout.payment_method = method
-            attempt = open_checkout.error_count
-            method = open_checkout.payment_method
-            error_amount = open_checkout.total_amount
-            checkout_id = open_checkout.id
-            conn.execute(
-                update(checkouts_t)
-                .where(c.id == open_checkout.id)
-                .values(
-                    status=CheckoutStatus.FAILED.value,
-                    payment_error_at=at,
-                    error_count=open_checkout.error_count,
-                    payment_method=method,
-                    updated_at=at,
-                )
-            )
+        if open_checkout is None:
+            open_checkout = _create_checkout(conn, plan, state, event, carried,
+                                             CheckoutStatus.FAILED)
+        open_checkout.error_count += 1
+        open_checkout.status = CheckoutStatus.FAILED.value
+        values = {
+            "status": CheckoutStatus.FAILED.value,
+            "payment_error_at": at,
+            "error_count": open_checkout.error_count,
+            "updated_at": at,
+        }
+        if carried.method is not None and carried.method == body.payment_method:
+            # Named by the event itself (not only deep in its details): it is what failed.
+            values["payment_method"] = open_checkout.payment_method = carried.method
+        _fill_missing(values, open_checkout, carried)
+        conn.execute(update(checkouts_t).where(c.id == open_checkout.id).values(**values))
         conn.execute(
             insert(errors_t).values(
-                checkout_id=checkout_id,
+                checkout_id=open_checkout.id,
                 session_id=sid,
-                attempt=attempt,
+                attempt=open_checkout.error_count,
                 error_code=error.error_code,
                 error_message=error.error_message,
                 error_details=details,
-                amount=error_amount,
-                payment_method=method,
+                amount=open_checkout.total_amount,
+                payment_method=open_checkout.payment_method,
                 page_url=error.url,
                 ip_address=event.context.ip_address,
                 user_agent=event.context.user_agent,
@@ -502,11 +630,14 @@ def _apply_checkout_event(
         return True
 
     # payment-success
-    if open_checkout is not None:
-        conn.execute(
-            update(checkouts_t)
-            .where(c.id == open_checkout.id)
-            .values(status=CheckoutStatus.COMPLETED.value, completed_at=at, updated_at=at)
-        )
-        open_checkout.status = CheckoutStatus.COMPLETED.value
+    if open_checkout is None:
+        if current is not None:
+            return False  # the latest checkout is paid already: a repeated success
+        _create_checkout(conn, plan, state, event, carried, CheckoutStatus.COMPLETED,
+                         completed_at=at)
+        return False
+    values = {"status": CheckoutStatus.COMPLETED.value, "completed_at": at, "updated_at": at}
+    _fill_missing(values, open_checkout, carried)
+    conn.execute(update(checkouts_t).where(c.id == open_checkout.id).values(**values))
+    open_checkout.status = CheckoutStatus.COMPLETED.value
     return False

@@ -39,32 +39,48 @@ _SCALAR_KEYS = {
 def live_counts(conn: Connection, now: datetime, live_window: float) -> dict[str, Any]:
     """Live sessions per page; every live session counts on exactly one page.
 
-    A live session that has not reported a page yet counts under ``other``.
+    A session is live once it has reported a page (or a checkout or payment event,
+    which puts it on the checkout or payment page) and while its last event is
+    within the live window. A session that only started is on no page: clients
+    race and start two, and only one of them goes on to report pages.
+
+    ``pages`` has every page type, known or not, and adds up to ``liveSessions``;
+    the known types also have keys of their own, categories and offers per id.
     """
     s = sessions_t.c
     cutoff = now - timedelta(seconds=live_window)
     rows = conn.execute(
         select(s.current_page_type, s.current_page_identifier, func.count())
-        .where((s.is_active == true()) & (s.last_activity >= cutoff))
+        .where(
+            (s.is_active == true())
+            & (s.last_activity >= cutoff)
+            & s.current_page_type.is_not(None)
+        )
         .group_by(s.current_page_type, s.current_page_identifier)
     ).all()
     counts: dict[str, Any] = dict.fromkeys(_SCALAR_KEYS.values(), 0)
     categories: dict[str, int] = {}
     offers: dict[str, int] = {}
+    pages: dict[str, int] = {}
     total = 0
     for page_type, identifier, n in rows:
         total += n
+        pages[page_type] = pages.get(page_type, 0) + n
         if page_type == PageType.CATEGORY.value:
             categories[identifier or ""] = categories.get(identifier or "", 0) + n
         elif page_type == PageType.OFFER.value:
             offers[identifier or ""] = offers.get(identifier or "", 0) + n
-        else:
-            key = _SCALAR_KEYS.get(page_type or "other", "other")
-            counts[key] += n
-    counts["categories"] = dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])))
-    counts["offers"] = dict(sorted(offers.items(), key=lambda kv: (-kv[1], kv[0])))
+        elif page_type in _SCALAR_KEYS:
+            counts[_SCALAR_KEYS[page_type]] += n
+    counts["categories"] = _ranked(categories)
+    counts["offers"] = _ranked(offers)
+    counts["pages"] = _ranked(pages)
     counts["liveSessions"] = total
     return counts
+
+
+def _ranked(counts: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def hour_figures(conn: Connection, now: datetime) -> dict[str, Any]:
@@ -115,7 +131,7 @@ def store_snapshot(conn: Connection, body: dict[str, Any], now: datetime) -> Non
         {"metric_type": key, "metric_identifier": "", "active_users_count": body[key]}
         for key in (*_SCALAR_KEYS.values(), "liveSessions")
     ]
-    for kind, key in (("category", "categories"), ("offer", "offers")):
+    for kind, key in (("category", "categories"), ("offer", "offers"), ("page", "pages")):
         rows.extend(
             {"metric_type": kind, "metric_identifier": ident, "active_users_count": n}
             for ident, n in body[key].items()
@@ -126,6 +142,15 @@ def store_snapshot(conn: Connection, body: dict[str, Any], now: datetime) -> Non
     conn.execute(insert(live_metrics_t), rows)
 
 
+def wire_amount(amount: Decimal | None) -> float | None:
+    """An amount as the wire carries it: a JSON number rounded to cents.
+
+    The shop's seller dashboard formats amounts with ``toFixed``, which a string
+    does not have; storage keeps the exact decimal.
+    """
+    return None if amount is None else float(amount.quantize(Decimal("0.01")))
+
+
 def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[dict[str, Any]]:
     """Payment errors since ``since``, newest first, with their checkout's context."""
     e, c, s = errors_t.c, checkouts_t.c, sessions_t.c
@@ -133,7 +158,7 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
         select(
             e.id, e.session_id, e.attempt, e.error_code, e.error_message, e.error_details,
             e.amount, e.payment_method, e.ip_address, e.user_agent, e.occurred_at,
-            c.checkout_items, c.total_amount, c.status, c.email.label("c_email"),
+            c.checkout_items, c.item_count, c.total_amount, c.status, c.email.label("c_email"),
             c.phone.label("c_phone"), s.email.label("s_email"), s.phone.label("s_phone"),
         )
         .select_from(
@@ -156,7 +181,8 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
                 "email": row.c_email or row.s_email,
                 "phone": row.c_phone or row.s_phone,
                 "checkout_items": row.checkout_items,
-                "total_amount": None if amount is None else f"{amount:.2f}",
+                "item_count": row.item_count,
+                "total_amount": wire_amount(amount),
                 "payment_method": row.payment_method,
                 "payment_error_at": wire_time(row.occurred_at),
                 "error_code": row.error_code,

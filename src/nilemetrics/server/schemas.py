@@ -6,12 +6,14 @@ fields are ignored, wrong types and oversize values are a 422 naming the field.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,13 +25,14 @@ from pydantic import (
     model_validator,
 )
 
-from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType
+from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PAGE_TYPE_PATTERN
 
 MAX_URL = 2048
 MAX_IDENTIFIER = 255
 MAX_MESSAGE = 2048
 MAX_CHECKOUT_ITEMS = 200
 MAX_AMOUNT = Decimal("999999999999.99")
+MAX_ITEM_COUNT = 100_000
 
 
 def _uuid_text(value: object) -> object:
@@ -41,6 +44,43 @@ def _uuid_text(value: object) -> object:
                 "must be a UUID such as 3f2b8c1e-7d4a-4c3b-9e1f-2a5b6c7d8e9f"
             ) from None
     return value
+
+
+def _amount_value(value: object) -> object:
+    # A JS float such as 59.970000000000006 is meant as 59.97: use its shortest
+    # decimal text, never the binary expansion.
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False,
+          description="Exact amount; stored rounded to two decimals."),
+    BeforeValidator(_amount_value),
+]
+_PAGE_TYPE = re.compile(PAGE_TYPE_PATTERN)
+
+
+def _page_type_slug(value: str) -> str:
+    if not _PAGE_TYPE.match(value):
+        raise ValueError("must be a slug of 1 to 64 letters, digits, _ or - (e.g. product_listing)")
+    return value
+
+
+PageTypeSlug = Annotated[
+    str,
+    AfterValidator(_page_type_slug),
+    Field(
+        description="Any slug (letters, digits, _ and -, up to 64). Known types: homepage, "
+        "category, offer, product, search, checkout, payment, payment_error, other.",
+        examples=["homepage", "category", "product_listing"],
+        json_schema_extra={"pattern": PAGE_TYPE_PATTERN},
+    ),
+]
 
 
 SessionId = Annotated[
@@ -91,16 +131,35 @@ class SessionEventIn(_Body):
     event_id: EventId | None = Field(default=None, alias="eventId")
 
 
-class PaymentStartIn(SessionEventIn):
-    """Body of ``track/payment-start``."""
+class PaymentContextIn(SessionEventIn):
+    """What a payment event may carry about its checkout.
+
+    A payment event for a session without an open checkout (the client dropped
+    ``checkout-start``, say after a reload) creates the checkout from these.
+    """
 
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
+    total_amount: Amount | None = Field(default=None, alias="totalAmount")
+    checkout_items: list[Any] | None = Field(
+        default=None, alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS
+    )
+    item_count: Annotated[int, Field(ge=0, le=MAX_ITEM_COUNT)] | None = Field(
+        default=None, alias="itemCount"
+    )
+
+
+class PaymentStartIn(PaymentContextIn):
+    """Body of ``track/payment-start``."""
+
+
+class PaymentSuccessIn(PaymentContextIn):
+    """Body of ``track/payment-success``."""
 
 
 class PageVisitIn(SessionEventIn):
     """Body of ``track/page-visit``."""
 
-    page_type: PageType = Field(alias="pageType")
+    page_type: PageTypeSlug = Field(alias="pageType")
     page_identifier: Identifier | None = Field(default=None, alias="pageIdentifier")
     page_url: Url | None = Field(default=None, alias="pageUrl")
 
@@ -114,7 +173,7 @@ class PageVisitIn(SessionEventIn):
     @model_validator(mode="after")
     def _identified(self) -> PageVisitIn:
         if self.page_type in IDENTIFIED_PAGE_TYPES and not self.page_identifier:
-            raise ValueError(f"pageIdentifier is required for {self.page_type.value} pages")
+            raise ValueError(f"pageIdentifier is required for {self.page_type} pages")
         return self
 
 
@@ -122,22 +181,8 @@ class CheckoutStartIn(SessionEventIn):
     """Body of ``track/checkout-start``."""
 
     checkout_items: list[Any] = Field(alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS)
-    total_amount: Decimal = Field(
-        alias="totalAmount", ge=0, le=MAX_AMOUNT, allow_inf_nan=False,
-        description="Exact amount; stored rounded to two decimals.",
-    )
+    total_amount: Amount = Field(alias="totalAmount")
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
-
-    @field_validator("total_amount", mode="before")
-    @classmethod
-    def _amount(cls, value: object) -> object:
-        # A JS float such as 59.970000000000006 is meant as 59.97: use its shortest
-        # decimal text, never the binary expansion.
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        return value
 
 
 class NestedErrorDetails(_Body):
@@ -160,7 +205,7 @@ class NestedErrorDetails(_Body):
 _NESTED_KEYS = {"errorCode", "errorMessage", "errorDetails", "timestamp", "userAgent", "url"}
 
 
-class PaymentErrorIn(SessionEventIn):
+class PaymentErrorIn(PaymentContextIn):
     """Body of ``track/payment-error``: flat, or nested inside ``errorDetails``."""
 
     error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
@@ -170,7 +215,6 @@ class PaymentErrorIn(SessionEventIn):
         default=None, alias="errorMessage"
     )
     error_details: Any = Field(default=None, alias="errorDetails")
-    payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
 
     def normalised(self) -> NestedErrorDetails:
         """The error in the nested form, whichever form was sent."""
@@ -248,7 +292,12 @@ class PaymentErrorRow(BaseModel):
     email: str | None
     phone: str | None
     checkout_items: list[Any] | None
-    total_amount: str | None = Field(description="Exact amount with two decimals, as text.")
+    item_count: int | None = Field(
+        description="Items in the checkout (the length of checkout_items when it was sent)."
+    )
+    total_amount: float | None = Field(
+        description="Amount rounded to cents, as a JSON number (stored exactly)."
+    )
     payment_method: str | None
     payment_error_at: datetime
     error_code: str | None
@@ -273,6 +322,10 @@ class LiveMetricsOut(BaseModel):
     payment: int
     payment_error: int = Field(alias="paymentError")
     other: int
+    pages: dict[str, int] = Field(
+        description="Live sessions per page type, for every page type (known or not); "
+        "the values add up to liveSessions."
+    )
     live_sessions: int = Field(alias="liveSessions")
     checkouts_last_hour: int = Field(alias="checkoutsLastHour")
     payment_errors_last_hour: int = Field(alias="paymentErrorsLastHour")

@@ -79,7 +79,7 @@ class UserSession(SQLModel, table=True):
     # Grows only at its end (sessions end in time order), so it costs ingestion
     # almost nothing; reports and purges find ended sessions by it.
     ended_at: datetime | None = _utc(index=True)
-    current_page_type: str | None = Field(default=None, max_length=32)
+    current_page_type: str | None = Field(default=None, max_length=64)
     current_page_identifier: str | None = Field(default=None, max_length=255)
 
 
@@ -107,7 +107,7 @@ class PageVisit(SQLModel, table=True):
 
     id: int | None = _id()
     session_id: str = Field(max_length=36, index=True)
-    page_type: str = Field(max_length=32)
+    page_type: str = Field(max_length=64)
     page_identifier: str | None = Field(default=None, max_length=255)
     page_url: str | None = Field(default=None, max_length=2048)
     entered_at: datetime = _utc(nullable=False)
@@ -131,6 +131,8 @@ class CheckoutSession(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320, index=True)
     phone: str | None = Field(default=None, max_length=64, index=True)
     checkout_items: list[Any] = Field(default_factory=list, sa_column=Column(JSONType))
+    # Known even when the items are not: a payment event may carry only their count.
+    item_count: int | None = None
     total_amount: Decimal | None = Field(default=None, sa_column=Column(Money()))
     payment_method: str | None = Field(default=None, max_length=64)
     status: str = Field(default="in_progress", max_length=20, index=True)

@@ -45,6 +45,10 @@ def _counts(value: Any) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _optional_count(value: Any) -> int | None:
+    return _count(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -64,6 +68,7 @@ class Metrics:
     payment: int = 0
     payment_error: int = 0
     other: int = 0
+    pages: dict[str, int] = field(default_factory=dict)
     live_sessions: int = 0
     checkouts_last_hour: int = 0
     payment_errors_last_hour: int = 0
@@ -100,6 +105,7 @@ class Metrics:
             payment=_count(data.get("payment")),
             payment_error=_count(data.get("paymentError")),
             other=_count(data.get("other")),
+            pages=_counts(data.get("pages")),
             live_sessions=_count(data.get("liveSessions")),
             checkouts_last_hour=_count(data.get("checkoutsLastHour")),
             payment_errors_last_hour=_count(data.get("paymentErrorsLastHour")),
@@ -121,6 +127,7 @@ class ErrorRow:
     amount: Decimal | None
     payment_method: str
     items: list[Any]
+    item_count: int | None
     error_code: str
     error_message: str
     ip_address: str
@@ -137,7 +144,7 @@ class ErrorRow:
     def items_text(self) -> str:
         """Item count and the first item names: ``3 · Mug, Tea``."""
         if not self.items:
-            return ""
+            return "" if not self.item_count else str(self.item_count)
         names = [name for name in (item_name(item) for item in self.items) if name]
         return f"{len(self.items)} · {', '.join(names)}" if names else str(len(self.items))
 
@@ -174,6 +181,7 @@ class ErrorRow:
             amount=_amount(data.get("total_amount")),
             payment_method=_text(data.get("payment_method")),
             items=items if isinstance(items, list) else [],
+            item_count=_optional_count(data.get("item_count")),
             error_code=code,
             error_message=message,
             ip_address=_text(data.get("ip_address")),

@@ -24,6 +24,7 @@ from nilemetrics.server.schemas import (
     PageVisitIn,
     PaymentErrorIn,
     PaymentStartIn,
+    PaymentSuccessIn,
     SessionEventIn,
     SessionStartIn,
     SessionStartOut,
@@ -42,7 +43,7 @@ _BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn | SessionStartIn]]
     "checkout-start": ("checkout-start", CheckoutStartIn),
     "payment-start": ("payment-start", PaymentStartIn),
     "payment-error": ("payment-error", PaymentErrorIn),
-    "payment-success": ("payment-success", SessionEventIn),
+    "payment-success": ("payment-success", PaymentSuccessIn),
     "session-end": ("session-end", SessionEventIn),
 }
 
@@ -151,7 +152,7 @@ async def track_payment_error(
 
 @router.post("/track/payment-success", response_model=SuccessOut)
 async def track_payment_success(
-    request: Request, body: SessionEventIn
+    request: Request, body: PaymentSuccessIn
 ) -> SuccessOut:
     """The session's checkout was paid."""
     return await _track(request, "payment-success", body)
@@ -209,7 +210,7 @@ _FAST_MODELS: dict[str, tuple[EventKind, type[SessionEventIn]]] = {
     "/session/heartbeat": ("session-heartbeat", SessionEventIn),
     "/session/end": ("session-end", SessionEventIn),
     "/track/payment-start": ("payment-start", PaymentStartIn),
-    "/track/payment-success": ("payment-success", SessionEventIn),
+    "/track/payment-success": ("payment-success", PaymentSuccessIn),
 }
 
 _SUCCESS_BODY = SuccessOut().model_dump_json().encode()
