@@ -110,6 +110,7 @@ class SimulationStats:
     """Counters of what the shoppers did (read by the demo while running)."""
 
     sessions: int = 0
+    stray_sessions: int = 0
     page_visits: int = 0
     heartbeats: int = 0
     checkouts: int = 0
@@ -145,6 +146,7 @@ class SimulationStats:
 
         return {
             "sessions": self.sessions,
+            "straySessions": self.stray_sessions,
             "pageVisits": self.page_visits,
             "heartbeats": self.heartbeats,
             "checkouts": self.checkouts,
@@ -267,6 +269,10 @@ class _Shopper:
         if logged_in:
             n = self.rng.randrange(1, 100_000)
             body = {"userId": str(n), "email": f"shopper{n}@example.test"}
+        # The shop's client starts a session in its constructor, and its first page
+        # visit, racing that answer, starts another: the first never reports a page.
+        if await self.post("/session/start", None) is not None:
+            self.stats.stray_sessions += 1
         answer = await self.post("/session/start", body)
         if not answer or "sessionId" not in answer:
             await self.pause(1.0)
@@ -300,9 +306,12 @@ class _Shopper:
             elif roll < 0.6:
                 offer = rng.choice(OFFERS)
                 await self.visit(sid, "offer", offer, f"/offers/{offer}")
-            elif roll < 0.9:
+            elif roll < 0.85:
                 pid = rng.choice(PRODUCTS)[0]
                 await self.visit(sid, "product", pid, f"/p/{pid}")
+            elif roll < 0.93:
+                # A page type the shop added on its own: counted as sent.
+                await self.visit(sid, "product_listing", None, "/products")
             else:
                 await self.visit(sid, "search", None, "/search?q=gift")
             await self.pause(rng.uniform(3, 20))
@@ -340,7 +349,7 @@ class _Shopper:
                 await self.visit(sid, "other", None, "/checkout/thank-you")
                 await self.pause(rng.uniform(2, 6))
                 return
-            await self.fail_payment(sid)
+            await self.fail_payment(sid, total, method, len(items))
             # Some give up at once; others fix the card details and try again.
             if attempt == 3 or rng.random() < 0.35:
                 self.stats.abandoned += 1
@@ -349,8 +358,9 @@ class _Shopper:
             await self.visit(sid, "payment", None, "/checkout/payment")
         self.stats.abandoned += 1
 
-    async def fail_payment(self, sid: str) -> None:
-        """Report a decline in the client's nested ``errorDetails`` form."""
+    async def fail_payment(self, sid: str, total: Decimal, method: str, item_count: int) -> None:
+        """Report a decline in the client's nested ``errorDetails`` form (which also
+        names the checkout's amount, method and item count)."""
         code, message, _weight = self.rng.choices(DECLINES, weights=[d[2] for d in DECLINES])[0]
         body = {
             "sessionId": sid,
@@ -362,6 +372,9 @@ class _Shopper:
                     "code": code,
                     "declineCode": code,
                     "paymentIntent": f"pi_{uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]}",
+                    "totalAmount": float(total),
+                    "paymentMethod": method,
+                    "itemCount": item_count,
                 },
                 "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")
                 .replace("+00:00", "Z"),

@@ -32,7 +32,11 @@ def test_simulated_shoppers_are_stored(server: LiveServer, nm: Invoke) -> None:
                 stmt = stmt.where(cond)
             return conn.execute(stmt).scalar_one()
 
-        assert count(sessions_t) == summary["sessions"]
+        # Each visitor's client also starts a stray session that reports no page.
+        assert summary["straySessions"] == summary["sessions"]
+        assert count(sessions_t) == summary["sessions"] + summary["straySessions"]
+        assert count(sessions_t, sessions_t.c.current_page_type.is_(None)) == (
+            summary["straySessions"])
         assert count(visits_t) == summary["pageVisits"]
         assert count(checkouts_t) == summary["checkouts"]
         assert count(errors_t) == summary["paymentErrors"]

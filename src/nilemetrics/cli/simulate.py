@@ -28,6 +28,7 @@ def summary_table(summary: dict[str, Any], title: str = "Simulation summary") ->
     table.add_column("value", justify="right")
     labels = {
         "sessions": "sessions",
+        "straySessions": "stray sessions (started, no page)",
         "pageVisits": "page visits",
         "heartbeats": "heartbeats",
         "checkouts": "checkouts",
