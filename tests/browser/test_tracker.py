@@ -289,7 +289,7 @@ def test_bad_calls_never_throw_and_a_rejected_event_is_dropped_alone(
     ]""")
     assert results == [None, None, None]
     page.evaluate("""() => {
-        nilemetrics.trackPageVisit({pageType: 'no-such-page'});
+        nilemetrics.trackPageVisit({pageType: 'no such page!'});  // not a slug: 422
         nilemetrics.trackCategoryPage('books');
         nilemetrics.trackPageVisit({pageType: 'offer'});  // offer without its id: 422
         nilemetrics.trackOfferPage('bundle-deal');
