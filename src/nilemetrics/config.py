@@ -119,10 +119,12 @@ class Settings(BaseSettings):
         return [origin.rstrip("/") for origin in value]
 
     def effective_database_url(self) -> str:
-        """The configured database URL, or the default SQLite file (directory created)."""
+        """The configured database URL, or the default SQLite file in ``data_dir``.
+
+        The engine creates the file's directory (or says why it cannot).
+        """
         if self.database_url:
             return normalise_database_url(self.database_url)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'nilemetrics.db'}"
 
     @property

@@ -84,3 +84,31 @@ def test_database_without_schema(tmp_path: Path) -> None:
     path.write_bytes(b"")
     line = _one_line_error(run_cli(["export", "--database-url", f"sqlite:///{path}"]))
     assert "has no nilemetrics schema" in line and "run `nilemetrics init-db`" in line
+
+
+@pytest.mark.parametrize("command", ["init-db", "serve", "report", "cleanup"])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite://relative.db",
+         "invalid SQLite URL 'sqlite://relative.db': a file needs three slashes, "
+         "sqlite:///relative.db (relative to the current directory) or "
+         "sqlite:////absolute/path.db"),
+        ("sqlite:///{tmp}/a-file/x.db",
+         "cannot use SQLite file {tmp}/a-file/x.db: {tmp}/a-file is a file, not a directory; "
+         "pass a path inside a directory"),
+        ("sqlite:////proc/nilemetrics/x.db",
+         "cannot create directory /proc/nilemetrics for SQLite file /proc/nilemetrics/x.db: "
+         "No such file or directory; pass a path in a writable directory"),
+    ],
+)
+def test_unusable_sqlite_path_is_one_line(
+    command: str, url: str, expected: str, tmp_path: Path
+) -> None:
+    """A relative sqlite:// URL, a file in the path or an uncreatable directory: one line."""
+    (tmp_path / "a-file").write_text("not a directory")
+    url = url.format(tmp=tmp_path)
+    args = [command, "--database-url", url] + (["--port", "1"] if command == "serve" else [])
+    line = _one_line_error(run_cli(args))
+    assert line.endswith(expected.format(tmp=tmp_path)), line
+    assert not (tmp_path / "relative.db").exists()
