@@ -20,6 +20,9 @@ from nilemetrics.durations import parse_duration
 APP_NAME = "nilemetrics"
 TOKEN_FILE_NAME = "dashboard-token"
 
+#: Shortest cleanup tick accepted: below it the cleanup loop would keep a core busy.
+MIN_CLEANUP_INTERVAL = 1.0
+
 IpStorage = Literal["full", "anonymized", "none"]
 
 
@@ -108,6 +111,16 @@ class Settings(BaseSettings):
     def _duration(cls, value: object) -> object:
         if isinstance(value, str | int | float):
             return parse_duration(value)
+        return value
+
+    @field_validator("cleanup_interval")
+    @classmethod
+    def _cleanup_interval(cls, value: float) -> float:
+        if value < MIN_CLEANUP_INTERVAL:
+            raise ValueError(
+                f"must be at least {MIN_CLEANUP_INTERVAL:g}s (each tick queries the "
+                f"database; a shorter one keeps the server busy), got {value:g}s"
+            )
         return value
 
     @field_validator("allowed_origins")

@@ -114,3 +114,14 @@ def test_export_to_unwritable_path(database_url: str, nm: Invoke, tmp_path: Path
                 "--database-url", database_url)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot write")
+
+
+def test_export_until_before_since_is_an_error(nm: Invoke, tmp_path: Path) -> None:
+    """An export period that ends before it starts is refused before any file is written."""
+    target = tmp_path / "out.csv"
+    result = nm("export", "--since", "2026-01-02", "--until", "2026-01-01", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: --until (2026-01-01T00:00:00Z) is not after --since (2026-01-02T00:00:00Z)"
+    )
+    assert not target.exists()

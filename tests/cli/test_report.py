@@ -102,3 +102,13 @@ def test_report_empty_period(database_url: str, nm: Invoke) -> None:
     assert body["funnel"][0]["sessions"] == 0
     assert body["paymentSuccess"]["successRate"] is None
     assert body["timeOnPage"]["byPageType"] == []
+
+
+def test_report_until_before_since_is_an_error(nm: Invoke) -> None:
+    """--since 1h --until 2h (an empty period) is one clear error, not empty tables."""
+    result = nm("report", "--since", "1h", "--until", "2h")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith("error: --until (") and "is not after --since (" in line
+    assert line.endswith("so --since 2h --until 1h is the hour before last")

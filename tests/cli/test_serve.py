@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets.sync.client as ws_client
 
 from tests.support import free_port
@@ -58,3 +60,41 @@ def test_access_lines_masked_in_real_log(tmp_path: Path) -> None:
     assert '"GET /healthz?token=*** HTTP/1.1" 200' in output, output
     assert '"GET /healthz?x=1&tok%65n=*** HTTP/1.1" 200' in output, output
     assert '"WebSocket /api/metrics/ws?tok%65n=***" [accepted]' in output, output
+
+
+@pytest.mark.parametrize("interval", ["0", "0.5s"])
+def test_serve_refuses_a_cleanup_interval_below_one_second(tmp_path: Path, interval: str) -> None:
+    """--cleanup-interval 0 would busy-loop: one line, exit 1, nothing started."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nilemetrics", "serve", "--port", str(free_port()),
+         "--cleanup-interval", interval],
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "NILEMETRICS_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: invalid setting: cleanup_interval: must be at least 1s (each tick queries the "
+        f"database; a shorter one keeps the server busy), got {interval.removesuffix('s')}s"
+    )
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_serve_on_a_taken_port_fails_before_starting(tmp_path: Path) -> None:
+    """A port in use: one line naming it, before migrating or claiming to serve."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "nilemetrics", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "COLUMNS": "200",
+                 "NILEMETRICS_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"},
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is already in use (another "
+        "nilemetrics serve?); stop it or pass another --port"
+    )
+    assert "serving on" not in result.stdout + result.stderr
+    assert not (tmp_path / "s.db").exists()  # no migration ran

@@ -19,7 +19,13 @@ from sqlalchemy import Column, Connection, Engine, Table, func, select
 
 from nilemetrics.cli.common import err_console, fail
 from nilemetrics.cli.db import DatabaseUrlOption
-from nilemetrics.cli.options import database_errors, open_database, point_in_time, utc_now
+from nilemetrics.cli.options import (
+    check_period,
+    database_errors,
+    open_database,
+    point_in_time,
+    utc_now,
+)
 from nilemetrics.protocol import wire_time
 from nilemetrics.server.erasure import Subject, SubjectError, collect_subject_data
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
@@ -222,6 +228,7 @@ def export(
     now = utc_now()
     start = point_in_time(since, "--since", now) if since else None
     end = point_in_time(until, "--until", now) if until else None
+    check_period(start, end)
     subject: Subject | None = None
     if email is not None or phone is not None or user_id is not None:
         try:
