@@ -100,5 +100,5 @@ def test_unavailable_handler_does_not_log_every_request(
         codes = asyncio.run(burst())
     assert set(codes) == {503}
     assert [r.getMessage() for r in caplog.records] == [
-        "database unavailable, answering 503: server closed"
+        "database unavailable, answering 503 (first: POST /api/metrics/events): server closed"
     ]

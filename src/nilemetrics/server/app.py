@@ -188,7 +188,7 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     reason = describe_db_error(exc) if isinstance(exc, DBAPIError) else str(exc)
     # One line when the outage starts, then summaries: not one line per request.
     outage: OutageLog = request.app.state.outage
-    outage.failed(reason)
+    outage.failed(reason, f"{request.method} {request.url.path}")
     return JSONResponse(
         status_code=503,
         content={"detail": "database unavailable; nothing was stored, retry later"},

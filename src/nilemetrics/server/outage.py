@@ -40,8 +40,8 @@ class OutageLog:
         """Whether requests have failed since the database last worked."""
         return self._started is not None
 
-    def failed(self, reason: str) -> None:
-        """One request was answered 503 because the database is unavailable."""
+    def failed(self, reason: str, request: str = "") -> None:
+        """One request (``"POST /path"``) was answered 503: the database is unavailable."""
         with self._lock:
             now = self._clock()
             self._total += 1
@@ -49,7 +49,8 @@ class OutageLog:
             if self._started is None:
                 self._started = self._last_line = now
                 self._pending = 0
-                self._log.warning("database unavailable, answering 503: %s", reason)
+                first = f" (first: {request})" if request else ""
+                self._log.warning("database unavailable, answering 503%s: %s", first, reason)
                 return
             self._pending += 1
             elapsed = now - self._last_line
