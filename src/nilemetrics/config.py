@@ -20,6 +20,9 @@ from nilemetrics.durations import parse_duration
 APP_NAME = "nilemetrics"
 TOKEN_FILE_NAME = "dashboard-token"
 
+#: Shortest cleanup tick accepted: below it the cleanup loop would keep a core busy.
+MIN_CLEANUP_INTERVAL = 1.0
+
 IpStorage = Literal["full", "anonymized", "none"]
 
 
@@ -110,6 +113,16 @@ class Settings(BaseSettings):
             return parse_duration(value)
         return value
 
+    @field_validator("cleanup_interval")
+    @classmethod
+    def _cleanup_interval(cls, value: float) -> float:
+        if value < MIN_CLEANUP_INTERVAL:
+            raise ValueError(
+                f"must be at least {MIN_CLEANUP_INTERVAL:g}s (each tick queries the "
+                f"database; a shorter one keeps the server busy), got {value:g}s"
+            )
+        return value
+
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
@@ -119,10 +132,12 @@ class Settings(BaseSettings):
         return [origin.rstrip("/") for origin in value]
 
     def effective_database_url(self) -> str:
-        """The configured database URL, or the default SQLite file (directory created)."""
+        """The configured database URL, or the default SQLite file in ``data_dir``.
+
+        The engine creates the file's directory (or says why it cannot).
+        """
         if self.database_url:
             return normalise_database_url(self.database_url)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'nilemetrics.db'}"
 
     @property

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -13,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.conftest import Invoke
 
@@ -111,3 +115,95 @@ def test_demo_serves_the_shop_wired_to_its_server(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_stops_cleanly_on_sigterm_and_sighup(sig: signal.Signals) -> None:
+    """SIGTERM / SIGHUP stop server and shoppers and remove the database, like Ctrl-C."""
+    proc = _demo_process("--shoppers", "4", "--speed", "50")
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "live sessions" in proc.stdout.readline():
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    workdir = Path(re.search(r"demo database in (\S+)", err).group(1))  # type: ignore[union-attr]
+    port = int(re.search(r"server on http://127\.0\.0\.1:(\d+)", err).group(1))  # type: ignore[union-attr]
+    assert "stopping…" in err and "Demo summary" in out
+    assert not workdir.exists()
+    assert not _port_open(port)
+    assert "Traceback" not in err
+
+
+def _in_terminal(args: list[str]) -> tuple[int, int]:
+    """Start ``python -m nilemetrics ARGS`` on a new pseudo-terminal: (pid, terminal fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else
+        os.execvpe(sys.executable, [sys.executable, "-m", "nilemetrics", *args],
+                   {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"})
+    return pid, fd
+
+
+def _read_until(fd: int, needle: bytes, seen: bytearray, timeout: float) -> bool:
+    """Read the terminal into ``seen`` until ``needle`` shows up (True) or EOF/timeout."""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return needle in seen
+            if not chunk:
+                return needle in seen
+            seen.extend(chunk)
+    return needle in seen
+
+
+ALT_SCREEN_ON, ALT_SCREEN_OFF = b"\x1b[?1049h", b"\x1b[?1049l"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_dashboard_demo_restores_terminal_on_signal(sig: signal.Signals) -> None:
+    """demo with its dashboard, sent SIGTERM/SIGHUP: alternate screen left, files removed."""
+    pid, fd = _in_terminal(["demo", "--shoppers", "2", "--shop-port", "0"])
+    seen = bytearray()
+    try:
+        assert _read_until(fd, ALT_SCREEN_ON, seen, 60), bytes(seen)
+        assert _read_until(fd, b"Homepage", seen, 30), bytes(seen)
+        os.kill(pid, sig)
+        _read_until(fd, b"Demo summary", seen, 60)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    text = bytes(seen).decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
+    assert seen.rindex(ALT_SCREEN_OFF) > seen.rindex(ALT_SCREEN_ON)
+    workdir = re.search(r"demo database in (\S+)", text)
+    assert workdir is not None and not Path(workdir.group(1)).exists()
+    assert "Traceback" not in text
+
+
+def test_watch_restores_terminal_on_sigterm() -> None:
+    """watch (no server reachable), sent SIGTERM: exits 0 with the terminal restored."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pid, fd = _in_terminal(["watch", "--url", f"http://127.0.0.1:{port}", "--token", "t"])
+    seen = bytearray()
+    try:
+        assert _read_until(fd, ALT_SCREEN_ON, seen, 60), bytes(seen)
+        assert _read_until(fd, b"Homepage", seen, 30), bytes(seen)
+        os.kill(pid, signal.SIGTERM)
+        _read_until(fd, b"\x00never\x00", seen, 10)  # to EOF
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, bytes(seen)[-2000:]
+    assert seen.rindex(ALT_SCREEN_OFF) > seen.rindex(ALT_SCREEN_ON)

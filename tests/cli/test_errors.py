@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,53 @@ def test_database_without_schema(tmp_path: Path) -> None:
     path.write_bytes(b"")
     line = _one_line_error(run_cli(["export", "--database-url", f"sqlite:///{path}"]))
     assert "has no nilemetrics schema" in line and "run `nilemetrics init-db`" in line
+
+
+@pytest.mark.parametrize("command", ["init-db", "serve", "report", "cleanup"])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite://relative.db",
+         "invalid SQLite URL 'sqlite://relative.db': a file needs three slashes, "
+         "sqlite:///relative.db (relative to the current directory) or "
+         "sqlite:////absolute/path.db"),
+        ("sqlite:///{tmp}/a-file/x.db",
+         "cannot use SQLite file {tmp}/a-file/x.db: {tmp}/a-file is a file, not a directory; "
+         "pass a path inside a directory"),
+        ("sqlite:////proc/nilemetrics/x.db",
+         "cannot create directory /proc/nilemetrics for SQLite file /proc/nilemetrics/x.db: "
+         "No such file or directory; pass a path in a writable directory"),
+    ],
+)
+def test_unusable_sqlite_path_is_one_line(
+    command: str, url: str, expected: str, tmp_path: Path
+) -> None:
+    """A relative sqlite:// URL, a file in the path or an uncreatable directory: one line."""
+    (tmp_path / "a-file").write_text("not a directory")
+    url = url.format(tmp=tmp_path)
+    args = [command, "--database-url", url] + (["--port", "1"] if command == "serve" else [])
+    line = _one_line_error(run_cli(args))
+    assert line.endswith(expected.format(tmp=tmp_path)), line
+    assert not (tmp_path / "relative.db").exists()
+
+
+@pytest.mark.parametrize("command", ["init-db", "serve"])
+def test_unopenable_sqlite_file_says_what_to_check(command: str) -> None:
+    """A file SQLite cannot create (here in /proc): one line that says what to check."""
+    url = "sqlite:////proc/nilemetrics.db"
+    args = [command, "--database-url", url] + (["--port", "1"] if command == "serve" else [])
+    line = _one_line_error(run_cli(args))
+    assert line.endswith(
+        "unable to open database file (check that its directory exists and is writable)"
+    ), line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any directory")
+def test_unwritable_directory_is_one_line(tmp_path: Path) -> None:
+    """A directory the user may not write to: one line, for init-db and for a subdirectory."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert _one_line_error(run_cli(["init-db", "--database-url", f"sqlite:///{locked}/x.db"]))
+    line = _one_line_error(run_cli(["init-db", "--database-url",
+                                    f"sqlite:///{locked}/sub/x.db"]))
+    assert line.endswith("Permission denied; pass a path in a writable directory"), line

@@ -5,9 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import resource
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, insert, select, text
 
 from nilemetrics.server.db import make_engine
 from nilemetrics.server.tables import events_t
@@ -114,3 +122,159 @@ def test_export_to_unwritable_path(database_url: str, nm: Invoke, tmp_path: Path
                 "--database-url", database_url)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot write")
+
+
+def test_export_until_before_since_is_an_error(nm: Invoke, tmp_path: Path) -> None:
+    """An export period that ends before it starts is refused before any file is written."""
+    target = tmp_path / "out.csv"
+    result = nm("export", "--since", "2026-01-02", "--until", "2026-01-01", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: --until (2026-01-01T00:00:00Z) is not after --since (2026-01-02T00:00:00Z)"
+    )
+    assert not target.exists()
+
+
+def _lone_surrogates(database_url: str) -> None:
+    """Put a lone surrogate (as a JSON escape, the way a browser may send it) into JSON columns."""
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET payload = :p"), {"p": '{"note": "\\ud800z"}'})
+        conn.execute(text("UPDATE checkout_sessions SET checkout_items = :i"),
+                     {"i": '[{"name": "\\ud800z"}]'})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_lone_surrogates_escaped(
+    nm: Invoke, tmp_path: Path, fmt: str
+) -> None:
+    """Stored text with a lone surrogate is written escaped, to a file and to stdout."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    _lone_surrogates(url)
+    target = tmp_path / f"events.{fmt}"
+    result = nm("export", "--what", "events", "--format", fmt, "-o", str(target),
+                "--database-url", url)
+    assert result.exit_code == 0, result.output
+    written = target.read_text(encoding="utf-8")
+    assert written.count("\\ud800z") == written.count("\n") - (fmt == "csv")
+    if fmt == "jsonl":  # a JSON escape: the same string comes back
+        assert json.loads(written.splitlines()[0])["payload"] == {"note": "\ud800z"}
+    piped = nm("export", "--what", "events", "--format", fmt, "--database-url", url)
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == written
+
+
+def test_export_person_with_lone_surrogate(nm: Invoke, tmp_path: Path) -> None:
+    """The right-of-access document survives a lone surrogate in the person's basket."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    _lone_surrogates(url)
+    target = tmp_path / "alice.json"
+    result = nm("export", "--email", ALICE, "-o", str(target), "--database-url", url)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    assert doc["checkout_sessions"][0]["checkout_items"] == [{"name": "\ud800z"}]
+
+
+def test_export_csv_defuses_formulas(nm: Invoke, tmp_path: Path) -> None:
+    """Customer text that a spreadsheet would run (=, +, -, @) gets a leading quote."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE user_sessions SET user_agent = :ua"),
+                     {"ua": '=HYPERLINK("http://evil.example","x")'})
+    engine.dispose()
+    result = nm("export", "--what", "sessions", "--format", "csv", "--database-url", url)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["user_agent"] for r in rows} == {"'=HYPERLINK(\"http://evil.example\",\"x\")"}
+    assert {r["phone"] for r in rows if r["email"] == ALICE} == {"'" + ALICE_PHONE}
+    assert all(not r["started_at"].startswith("'") for r in rows)
+
+
+@pytest.mark.parametrize("args", [["--what", "sessions"], ["--email", ALICE]])
+def test_export_files_are_private(nm: Invoke, tmp_path: Path, args: list[str]) -> None:
+    """Export files hold emails and IPs: created 0600, whatever the umask."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    target = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        result = nm("export", *args, "-o", str(target), "--database-url", url)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def _limited(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_to_a_full_disk_leaves_nothing(tmp_path: Path, fmt: str) -> None:
+    """A write that fails midway (file size limit, like a full disk): one line, no partial file."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(events_t), [
+            {"event_id": f"e-{i}", "event_type": "custom", "session_id": None,
+             "occurred_at": datetime.now(UTC), "payload": {"pad": "x" * 200}}
+            for i in range(3000)
+        ])
+    engine.dispose()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / f"events.{fmt}"
+    target.write_text("the previous export\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "nilemetrics", "export", "--what", "events", "--format", fmt,
+         "-o", str(target), "--database-url", url],
+        capture_output=True, text=True, timeout=60, preexec_fn=_limited(64 * 1024),
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot write {target}: File too large; no file was written"
+    )
+    assert [p.name for p in out_dir.iterdir()] == [target.name]
+    assert target.read_text() == "the previous export\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["export", "--what", "sessions"], ["export", "--email", ALICE], ["report"],
+     ["report", "--json"]],
+)
+def test_output_to_dev_full_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    """Standard output that cannot be written (> /dev/full): one error line, exit 1."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "nilemetrics", *args, "--database-url", url],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: cannot write standard output: No space left on device"
+    )
+
+
+def test_export_file_to_dev_full_is_one_line(tmp_path: Path) -> None:
+    """-o /dev/full (a device, written in place): one line naming it, exit 1."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    seed(url)
+    result = subprocess.run(
+        [sys.executable, "-m", "nilemetrics", "export", "--what", "events", "-o", "/dev/full",
+         "--database-url", url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: cannot write /dev/full: No space left on device"

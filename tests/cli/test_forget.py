@@ -208,3 +208,31 @@ def test_secure_delete_is_on(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA secure_delete")).scalar_one() == 1
     engine.dispose()
+
+
+def test_forget_unknown_session_id_erases_nothing(database_url: str, nm: Invoke) -> None:
+    """A --session-id nobody has says nothing was found, not '1 session(s) erased'."""
+    seed(database_url)
+    engine = make_engine(database_url)
+    before = dump(engine)
+    result = nm("forget", "--session-id", "0b6f3e0e-8a51-4c55-9d0e-8e7c0f1d2a3b", "--yes",
+                "--database-url", database_url)
+    assert result.exit_code == 0, result.output
+    assert "nothing found: 0 session(s) erased, no rows changed" in result.stdout
+    assert "1 session(s)" not in result.stdout
+    assert dump(engine).count("\n") == before.count("\n") + 1  # only the audit entry
+    engine.dispose()
+
+
+def test_forget_without_terminal_asks_for_yes(database_url: str, nm: Invoke) -> None:
+    """No --yes and no terminal to answer on (cron, a pipe): say to pass --yes; erase nothing."""
+    seeded = seed(database_url)
+    result = nm("forget", "--email", ALICE, "--database-url", database_url)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no terminal to confirm on, nothing was erased: pass --yes to erase without "
+        "asking (or --dry-run to see what would go)"
+    )
+    engine = make_engine(database_url)
+    assert counts(engine, seeded.sessions["S1"])["user_sessions"] == 1
+    engine.dispose()

@@ -128,3 +128,13 @@ def test_report_includes_page_types_nobody_listed(database_url: str, nm: Invoke)
     assert {"pageType": "product_listing", "visits": 2, "avgSeconds": 20.0} in by_type
     assert {"pageType": "Gift-Cards", "visits": 1, "avgSeconds": 4.0} in by_type
     assert len(by_type) == 9
+
+
+def test_report_until_before_since_is_an_error(nm: Invoke) -> None:
+    """--since 1h --until 2h (an empty period) is one clear error, not empty tables."""
+    result = nm("report", "--since", "1h", "--until", "2h")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith("error: --until (") and "is not after --since (" in line
+    assert line.endswith("so --since 2h --until 1h is the hour before last")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import stat
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -238,6 +239,7 @@ async def test_export_writes_visible_rows_and_says_where(make_app: MakeApp,
         await wait_until(pilot, lambda: bool(app.exports))
         path = app.exports[0]
         assert path.parent == app.config.export_dir
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # emails: owner only
         assert any(str(path) in n and "3 row" in n for n in notices(app))
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))

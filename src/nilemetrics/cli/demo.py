@@ -20,6 +20,7 @@ import typer
 
 from nilemetrics.cli.common import err_console, fail
 from nilemetrics.cli.options import out_console, seconds
+from nilemetrics.cli.signals import stop_on_signals
 from nilemetrics.cli.simulate import summary_table
 from nilemetrics.config import Settings
 from nilemetrics.simulation import (
@@ -202,41 +203,44 @@ def demo(
     stats = SimulationStats()
     err_console.print(f"demo database in {workdir} (removed when the demo stops)",
                       highlight=False)
-    try:
-        with contextlib.ExitStack() as stack:
-            from nilemetrics.server.app import create_app
+    # SIGTERM / SIGHUP stop the demo like Ctrl-C (the dashboard quits like `q`), so
+    # the server and shoppers are stopped and the database removed either way.
+    with stop_on_signals():
+        try:
+            with contextlib.ExitStack() as stack:
+                from nilemetrics.server.app import create_app
 
-            url = stack.enter_context(
-                background_app(create_app(settings), _free_port(), "nm-demo-server")
-            )
-            err_console.print(f"server on {url}; {shoppers} shoppers; Ctrl-C stops",
-                              highlight=False)
-            notice = None
-            if shop is not None:
-                from nilemetrics.server.shop import create_shop_app
-
-                shop_url = stack.enter_context(
-                    background_app(create_shop_app(url), shop, "nm-demo-shop")
+                url = stack.enter_context(
+                    background_app(create_app(settings), _free_port(), "nm-demo-server")
                 )
-                notice = f"Demo shop: open {shop_url} in a browser and shop; it shows up here."
-                err_console.print(f"demo shop on {shop_url} (open it in a browser)",
+                err_console.print(f"server on {url}; {shoppers} shoppers; Ctrl-C stops",
                                   highlight=False)
-            if shoppers:
-                config = SimulationConfig(
-                    url=url, shoppers=shoppers, duration=run_for or MAX_DURATION,
-                    error_rate=error_rate, seed=seed, speed=speed,
-                )
-                stack.enter_context(background_shoppers(config, stats))
-            if dashboard is not None:
-                dashboard(url, token, 5.0, notice=notice)
-            else:
-                _print_live(url, token, stats, run_for)
-    except KeyboardInterrupt:
-        err_console.print("stopping…", highlight=False)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+                notice = None
+                if shop is not None:
+                    from nilemetrics.server.shop import create_shop_app
+
+                    shop_url = stack.enter_context(
+                        background_app(create_shop_app(url), shop, "nm-demo-shop")
+                    )
+                    notice = f"Demo shop: open {shop_url} in a browser and shop; it shows up here."
+                    err_console.print(f"demo shop on {shop_url} (open it in a browser)",
+                                      highlight=False)
+                if shoppers:
+                    config = SimulationConfig(
+                        url=url, shoppers=shoppers, duration=run_for or MAX_DURATION,
+                        error_rate=error_rate, seed=seed, speed=speed,
+                    )
+                    stack.enter_context(background_shoppers(config, stats))
+                if dashboard is not None:
+                    dashboard(url, token, 5.0, notice=notice)
+                else:
+                    _print_live(url, token, stats, run_for)
+        except KeyboardInterrupt:
+            err_console.print("stopping…", highlight=False)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            shutil.rmtree(workdir, ignore_errors=True)
     stats.finished = time.monotonic()
     out_console.print(summary_table(stats.summary(), title="Demo summary"))
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -19,10 +21,17 @@ from sqlalchemy import Column, Connection, Engine, Table, func, select
 
 from nilemetrics.cli.common import err_console, fail
 from nilemetrics.cli.db import DatabaseUrlOption
-from nilemetrics.cli.options import database_errors, open_database, point_in_time, utc_now
+from nilemetrics.cli.options import (
+    check_period,
+    database_errors,
+    open_database,
+    point_in_time,
+    utc_now,
+)
 from nilemetrics.protocol import wire_time
 from nilemetrics.server.erasure import Subject, SubjectError, collect_subject_data
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
+from nilemetrics.spreadsheet import formula_safe
 
 #: Rows fetched per round trip; memory stays flat whatever the table size.
 FETCH_ROWS = 2000
@@ -64,6 +73,9 @@ def _plain(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str):
+        # Stored text (emails, URLs, error messages) comes from customers' browsers.
+        return formula_safe(value)
     value = _plain(value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -137,18 +149,52 @@ def _drain(progress: Iterator[int]) -> int:
     return last
 
 
+#: How text the output encoding cannot hold (a lone surrogate from a JSON column)
+#: is written: as a backslash escape, which in JSON output is the same string.
+ENCODING_ERRORS = "backslashreplace"
+
+
 @contextlib.contextmanager
 def _opened(output: Path | None) -> Iterator[IO[str]]:
+    """The output stream; a file appears only complete (temporary file, then rename)."""
     if output is None or str(output) == "-":
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors=ENCODING_ERRORS)
         yield sys.stdout
-        sys.stdout.flush()
+        sys.stdout.flush()  # a full disk shows here, as one line (see cli.main)
+        return
+    if output.exists() and not output.is_file():
+        # A device or a pipe (/dev/stdout, a FIFO): nothing to rename; write in place.
+        try:
+            handle = output.open("w", encoding="utf-8", newline="", errors=ENCODING_ERRORS)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
+        try:
+            with handle:
+                yield handle
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
         return
     try:
-        handle = output.open("w", encoding="utf-8", newline="")
+        # mkstemp creates the file 0600: exports hold emails and IPs.
+        fd, name = tempfile.mkstemp(dir=output.absolute().parent, prefix=f".{output.name}.",
+                                    suffix=".part")
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
-    with handle:
-        yield handle
+    partial = Path(name)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="", errors=ENCODING_ERRORS) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {output}: {exc.strerror or exc}; no file was written")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _export_table(
@@ -222,6 +268,7 @@ def export(
     now = utc_now()
     start = point_in_time(since, "--since", now) if since else None
     end = point_in_time(until, "--until", now) if until else None
+    check_period(start, end)
     subject: Subject | None = None
     if email is not None or phone is not None or user_id is not None:
         try:

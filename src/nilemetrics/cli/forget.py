@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -57,6 +58,20 @@ def _table(result: ErasureResult, title: str) -> RichTable:
     return table
 
 
+def _confirm() -> None:
+    try:
+        confirmed = typer.confirm("Erase these rows for good?", default=False, err=True)
+    except typer.Abort:
+        err_console.print()  # end the prompt's line
+        if not sys.stdin.isatty():
+            # Run from cron or a pipe: there is nobody to answer.
+            fail("no terminal to confirm on, nothing was erased: pass --yes to erase "
+                 "without asking (or --dry-run to see what would go)")
+        fail("aborted: nothing was erased")
+    if not confirmed:
+        fail("aborted: nothing was erased")
+
+
 def forget(
     email: Annotated[str | None, typer.Option(help="The person's email (any case).")] = None,
     phone: Annotated[str | None, typer.Option(help="The person's phone, as stored.")] = None,
@@ -102,14 +117,22 @@ def forget(
                 return
             if preview.total:
                 out_console.print(_table(preview, "forget: will erase"))
-                if not typer.confirm("Erase these rows for good?", default=False, err=True):
-                    fail("aborted: nothing was erased")
+                _confirm()
         result = _erase(engine, subject, key, commit=True)
         out_console.print(_table(result, "forget: erased"))
-        out_console.print(
-            f"{result.sessions} session(s) erased; audit entry {result.subject_hash}",
-            soft_wrap=True,
-        )
+        # Counted from the rows deleted: a --session-id nobody has is no session erased.
+        sessions = result.deleted["user_sessions"]
+        if result.total:
+            out_console.print(
+                f"{sessions} session(s) erased; audit entry {result.subject_hash}",
+                soft_wrap=True,
+            )
+        else:
+            out_console.print(
+                f"nothing found: 0 session(s) erased, no rows changed; audit entry "
+                f"{result.subject_hash}",
+                soft_wrap=True,
+            )
         if engine.dialect.name == "sqlite" and not checkpoint_sqlite(engine):
             err_console.print(
                 "warning: readers kept the WAL from being truncated; it is rewritten as "

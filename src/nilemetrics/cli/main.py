@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -70,4 +71,29 @@ def main() -> None:
     except typer.Abort:
         err_console.print("aborted", highlight=False)
         sys.exit(1)
+    except OSError as exc:
+        # Output that cannot be written (`report > /dev/full`, a full disk, a closed
+        # pipe) is one line, not a traceback.
+        _stdout_failed(exc)
+    try:
+        sys.stdout.flush()  # what is still buffered fails here, not at interpreter exit
+    except OSError as exc:
+        _stdout_failed(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _stdout_failed(exc: OSError) -> None:
+    # Python flushes stdout again at exit, and would print a second error: point the
+    # descriptor at /dev/null first (the recipe of the `signal` module's docs).
+    with_stdout = exc.filename is None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        sys.exit(1)  # `nilemetrics report | head`: the reader has what it wanted
+    where = "standard output" if with_stdout else str(exc.filename)
+    err_console.print(f"[bold red]error:[/] cannot write {where}: {exc.strerror or exc}",
+                      highlight=False, soft_wrap=True)
+    sys.exit(1)

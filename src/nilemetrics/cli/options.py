@@ -52,6 +52,16 @@ def point_in_time(value: str, option: str, now: datetime) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def check_period(since: datetime | None, until: datetime | None) -> None:
+    """A one-line error if ``--until`` is not after ``--since`` (the period would be empty)."""
+    if since is not None and until is not None and until <= since:
+        fail(
+            f"--until ({until:%Y-%m-%dT%H:%M:%SZ}) is not after --since "
+            f"({since:%Y-%m-%dT%H:%M:%SZ}): the period is empty; a duration means that "
+            "long ago, so --since 2h --until 1h is the hour before last"
+        )
+
+
 def open_database(database_url: str | None) -> tuple[Engine, Settings]:
     """An engine on the configured database whose schema is current, or a one-line error."""
     settings = build_settings(database_url=database_url)

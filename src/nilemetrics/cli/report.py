@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, case, distinct, exists, func, or_, sele
 
 from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.cli.options import (
+    check_period,
     database_errors,
     open_database,
     out_console,
@@ -374,6 +375,7 @@ def report(
     now = utc_now()
     start = point_in_time(since, "--since", now)
     end = point_in_time(until, "--until", now) if until else now
+    check_period(start, end)
     engine, _settings = open_database(database_url)
     with database_errors(engine), engine.connect() as conn, conn.begin():
         body = build_report(conn, start, end)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Annotated
 
 import typer
@@ -17,6 +19,25 @@ from nilemetrics.server.db import (
     migrate,
     redact_url,
 )
+
+
+def _check_port(host: str, port: int) -> None:
+    """A one-line error if uvicorn could not listen on ``host:port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # As uvicorn binds: connections still closing do not count as taken.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"cannot listen on {where}: the port is already in use (another nilemetrics "
+                 "serve?); stop it or pass another --port")
+        if isinstance(exc, socket.gaierror):
+            fail(f"cannot listen on {where}: unknown host {host!r}; pass --host with an "
+                 "address of this machine")
+        fail(f"cannot listen on {where}: {exc.strerror or exc}; check --host and --port")
 
 
 def serve(
@@ -39,7 +60,8 @@ def serve(
         str | None, typer.Option(help="Cleanup ends sessions idle this long [30m].")
     ] = None,
     cleanup_interval: Annotated[
-        str | None, typer.Option(help="Time between cleanup ticks / heartbeats [15s].")
+        str | None,
+        typer.Option(help="Time between cleanup ticks / heartbeats, at least 1s [15s]."),
     ] = None,
     allowed_origin: Annotated[
         list[str] | None,
@@ -78,6 +100,8 @@ def serve(
         ip_storage=ip_storage,
         honour_privacy_signals=honour_privacy_signals,
     )
+    # Before migrating or printing "serving on": a taken port is the commonest failure.
+    _check_port(host, port)
     url = settings.effective_database_url()
     try:
         engine = make_engine(url)

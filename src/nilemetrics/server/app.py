@@ -32,6 +32,7 @@ from nilemetrics.server.ingest import BatchOutcome
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
 from nilemetrics.server.middleware import IngestBodyMiddleware
 from nilemetrics.server.notify import listen
+from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.state import ServerState
@@ -47,6 +48,7 @@ NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fal
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """Build the tracking server; the lifespan opens the database and starts the loops."""
     clock = clock or SystemClock()
+    outage = OutageLog(log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         )
 
         def on_commit(outcome: BatchOutcome) -> None:
+            outage.succeeded()
             hub.mark_dirty(metrics=True, errors=outcome.payment_errors > 0)
 
         writer = GroupCommitWriter(
@@ -98,7 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         app.state.nm = state
         await writer.start()
         hub.start()
-        tasks = [asyncio.create_task(_cleanup_loop(state), name="nm-cleanup")]
+        tasks = [asyncio.create_task(_cleanup_loop(state, outage), name="nm-cleanup")]
         if engine.dialect.name == "postgresql":
             tasks.append(
                 asyncio.create_task(
@@ -135,6 +138,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # load, for spans and metrics nilemetrics never configures or exports.
         telemetry=NO_TELEMETRY,
     )
+    app.state.outage = outage
     app.include_router(ingest.router)
     app.include_router(dashboard.router)
     app.include_router(ws.router)
@@ -168,11 +172,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-async def _cleanup_loop(state: ServerState) -> None:
+async def _cleanup_loop(state: ServerState, outage: OutageLog) -> None:
     while True:
         await asyncio.sleep(state.settings.cleanup_interval)
         try:
             await dashboard.run_cleanup(state)
+            outage.succeeded()
         except DatabaseUnavailable as exc:
             log.warning("cleanup skipped: database unavailable (%s)", exc)
         except Exception:
@@ -181,7 +186,9 @@ async def _cleanup_loop(state: ServerState) -> None:
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     reason = describe_db_error(exc) if isinstance(exc, DBAPIError) else str(exc)
-    log.warning("database unavailable for %s %s: %s", request.method, request.url.path, reason)
+    # One line when the outage starts, then summaries: not one line per request.
+    outage: OutageLog = request.app.state.outage
+    outage.failed(reason, f"{request.method} {request.url.path}")
     return JSONResponse(
         status_code=503,
         content={"detail": "database unavailable; nothing was stored, retry later"},

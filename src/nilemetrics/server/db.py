@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +53,25 @@ def make_engine(
             "or postgresql+psycopg://USER@HOST/DB"
         )
     if parsed.get_backend_name() == "sqlite":
+        if parsed.host:
+            # sqlite://relative.db: SQLAlchemy reads "relative.db" as a host name.
+            raise DatabaseUrlError(
+                f"invalid SQLite URL {url!r}: a file needs three slashes, "
+                f"sqlite:///{parsed.host}{'/' + parsed.database if parsed.database else ''} "
+                "(relative to the current directory) or sqlite:////absolute/path.db"
+            )
+        path = None
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database).expanduser()
+            _sqlite_directory(path)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
         try:
             engine = create_engine(parsed, **kwargs)
         except NoSuchModuleError as exc:
             raise DatabaseUrlError(f"unsupported database driver in {url!r}") from exc
-        _tune_sqlite(engine, busy_timeout)
+        except ArgumentError as exc:
+            raise DatabaseUrlError(f"invalid SQLite URL {url!r}: {exc}") from exc
+        _tune_sqlite(engine, busy_timeout, path)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
@@ -74,7 +87,35 @@ def make_engine(
         ) from exc
 
 
-def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
+def _sqlite_directory(path: Path) -> None:
+    """Create the database file's directory, or say in one line why it cannot be."""
+    parent = path.parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DatabaseUrlError(
+            f"cannot use SQLite file {path}: {blocking} is a file, not a directory; "
+            "pass a path inside a directory"
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUrlError(
+            f"cannot create directory {parent} for SQLite file {path}: "
+            f"{exc.strerror or exc}; pass a path in a writable directory"
+        ) from exc
+
+
+def _tune_sqlite(engine: Engine, busy_timeout: float, path: Path | None = None) -> None:
+    if path is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _create_private(*_args: Any) -> None:
+            # The file holds emails and IPs: create it 0600 before SQLite creates it
+            # 0644. SQLite gives its -wal and -shm files the database file's mode.
+            # Any other failure (no directory, no permission) SQLite reports itself.
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so that we issue BEGIN.
@@ -160,7 +201,10 @@ def describe_db_error(exc: BaseException) -> str:
     """One line saying what went wrong with the database, without the SQL or parameters."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()
-    return first[0] if first else type(orig).__name__
+    message = first[0] if first else type(orig).__name__
+    if message == "unable to open database file":  # SQLite says no more than that
+        message += " (check that its directory exists and is writable)"
+    return message
 
 
 def redact_url(url: str) -> str:

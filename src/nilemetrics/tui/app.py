@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -449,8 +452,39 @@ class NileMetricsApp(App[None]):
 def run_dashboard(
     url: str, token: str | None, alert_errors_per_min: float = 5.0, *, notice: str | None = None
 ) -> None:
-    """Run the dashboard against the server at ``url`` until the user quits."""
+    """Run the dashboard against the server at ``url`` until the user quits (or a signal)."""
     config = DashboardConfig(
         url=url, token=token, alert_errors_per_min=alert_errors_per_min, notice=notice
     )
-    NileMetricsApp(config).run()
+    app = NileMetricsApp(config)
+    with exit_on_signals(app):
+        app.run()
+
+
+#: Signals that end the dashboard like `q`: a `kill`, a closed terminal or SSH session.
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def exit_on_signals(app: App[Any]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP quit ``app`` the way `q` does.
+
+    Their default action kills the process on the spot, leaving the terminal in
+    the alternate screen and raw mode. The previous handlers come back afterwards.
+    """
+
+    def quit_app(signum: int, _frame: object) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the app is not running (yet, or any more)
+            raise KeyboardInterrupt from None
+        # A signal handler may interrupt the loop anywhere: hand over through the
+        # loop's thread-safe queue rather than touching the app from here.
+        loop.call_soon_threadsafe(app.exit)
+
+    previous = {sig: signal.signal(sig, quit_app) for sig in EXIT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

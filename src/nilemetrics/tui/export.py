@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from nilemetrics.spreadsheet import formula_safe
 from nilemetrics.tui.model import ErrorRow
 
 COLUMNS = (
@@ -29,14 +31,6 @@ COLUMNS = (
     "error_details",
 )
 
-# Spreadsheets run cells starting with these as formulas; customer data must not.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 def export_rows(rows: Iterable[ErrorRow], directory: Path, now: datetime) -> tuple[Path, int]:
     """Write the rows to a new CSV file in ``directory``; return its path and the row count."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -47,7 +41,9 @@ def export_rows(rows: Iterable[ErrorRow], directory: Path, now: datetime) -> tup
         suffix += 1
         path = directory / f"{stem}-{suffix}.csv"
     count = 0
-    with path.open("x", newline="", encoding="utf-8") as handle:
+    # Emails, phones and IPs: readable by the owner only (0600), never by other users.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for row in rows:
@@ -55,21 +51,21 @@ def export_rows(rows: Iterable[ErrorRow], directory: Path, now: datetime) -> tup
             writer.writerow(
                 [
                     row.at.isoformat() if row.at else "",
-                    _safe(row.email),
-                    _safe(row.phone),
+                    formula_safe(row.email),
+                    formula_safe(row.phone),
                     row.amount_text,
-                    _safe(row.payment_method),
+                    formula_safe(row.payment_method),
                     len(row.items),
-                    _safe(row.items_text),
-                    _safe(row.error_code),
-                    _safe(row.error_message),
+                    formula_safe(row.items_text),
+                    formula_safe(row.error_code),
+                    formula_safe(row.error_message),
                     row.ip_address,
                     row.browser,
-                    _safe(row.user_agent),
-                    _safe(str(raw.get("session_id") or "")),
+                    formula_safe(row.user_agent),
+                    formula_safe(str(raw.get("session_id") or "")),
                     raw.get("attempt") if raw.get("attempt") is not None else "",
-                    _safe(str(raw.get("checkout_status") or "")),
-                    _safe(json.dumps(raw.get("error_details"), ensure_ascii=False))
+                    formula_safe(str(raw.get("checkout_status") or "")),
+                    formula_safe(json.dumps(raw.get("error_details"), ensure_ascii=False))
                     if raw.get("error_details") is not None
                     else "",
                 ]
