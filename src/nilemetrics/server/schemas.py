@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType
+from nilemetrics.server.sanitize import check_depth, clean_json, clean_text
 
 MAX_URL = 2048
 MAX_IDENTIFIER = 255
@@ -48,11 +50,28 @@ SessionId = Annotated[
     Field(description="The session's UUID, as returned by session/start or made by the client."),
     BeforeValidator(_uuid_text),
 ]
-Identifier = Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)]
-Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
+
+def _storable(value: object) -> object:
+    # One policy for every string coming in, nested JSON included: NUL and lone
+    # surrogates become U+FFFD, so both databases store the same text (``sanitize``).
+    # Per field, not per body: the fast path validates JSON bytes straight into the
+    # model, and a body-level hook would make it build Python objects first.
+    return clean_text(value) if isinstance(value, str) else value
+
+
+#: Makes any text from the client storable (after the length check, which counts
+#: what was sent).
+Storable = BeforeValidator(_storable)
+#: A JSON value of any shape from the client (basket items, error details): every
+#: string in it made storable, at most 32 levels deep (see ``sanitize``).
+JsonValue = Annotated[Any, BeforeValidator(clean_json), AfterValidator(check_depth)]
+Identifier = Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER), Storable]
+Url = Annotated[str, StringConstraints(max_length=MAX_URL), Storable]
+Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE), Storable]
 EventId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64),
+    Storable,
     Field(description="Client-chosen id; a repeat of a stored eventId changes nothing."),
 ]
 
@@ -71,8 +90,8 @@ class SessionStartIn(_Body):
 
     session_id: SessionId | None = Field(default=None, alias="sessionId")
     user_id: Identifier | None = Field(default=None, alias="userId")
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
     event_id: EventId | None = Field(default=None, alias="eventId")
 
     @field_validator("user_id", mode="before")
@@ -121,7 +140,11 @@ class PageVisitIn(SessionEventIn):
 class CheckoutStartIn(SessionEventIn):
     """Body of ``track/checkout-start``."""
 
-    checkout_items: list[Any] = Field(alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS)
+    checkout_items: Annotated[
+        list[Any], BeforeValidator(clean_json), AfterValidator(check_depth)
+    ] = Field(
+        alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS
+    )
     total_amount: Decimal = Field(
         alias="totalAmount", ge=0, le=MAX_AMOUNT, allow_inf_nan=False,
         description="Exact amount; stored rounded to two decimals.",
@@ -143,15 +166,11 @@ class CheckoutStartIn(SessionEventIn):
 class NestedErrorDetails(_Body):
     """The ``errorDetails`` object the existing client sends."""
 
-    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
-        default=None, alias="errorCode"
-    )
-    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
-        default=None, alias="errorMessage"
-    )
-    error_details: Any = Field(default=None, alias="errorDetails")
-    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = None
-    user_agent: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+    error_code: Identifier | None = Field(default=None, alias="errorCode")
+    error_message: Message | None = Field(default=None, alias="errorMessage")
+    error_details: JsonValue = Field(default=None, alias="errorDetails")
+    timestamp: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=1024), Storable] | None = Field(
         default=None, alias="userAgent"
     )
     url: Url | None = None
@@ -163,13 +182,9 @@ _NESTED_KEYS = {"errorCode", "errorMessage", "errorDetails", "timestamp", "userA
 class PaymentErrorIn(SessionEventIn):
     """Body of ``track/payment-error``: flat, or nested inside ``errorDetails``."""
 
-    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
-        default=None, alias="errorCode"
-    )
-    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
-        default=None, alias="errorMessage"
-    )
-    error_details: Any = Field(default=None, alias="errorDetails")
+    error_code: Identifier | None = Field(default=None, alias="errorCode")
+    error_message: Message | None = Field(default=None, alias="errorMessage")
+    error_details: JsonValue = Field(default=None, alias="errorDetails")
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
 
     def normalised(self) -> NestedErrorDetails:
