@@ -8,6 +8,8 @@ import re
 _PATTERNS = (
     (re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(bearer\s+)[^\s\"']+", re.IGNORECASE), r"\1***"),
+    # The erasure endpoint's deprecated query form names the person.
+    (re.compile(r"\b((?:email|phone|user_?id|session_?id)=)[^&\s\"']+", re.IGNORECASE), r"\1***"),
 )
 
 

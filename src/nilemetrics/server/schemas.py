@@ -47,7 +47,10 @@ def _uuid_text(value: object) -> object:
 
 SessionId = Annotated[
     str,
-    Field(description="The session's UUID, as returned by session/start or made by the client."),
+    Field(
+        description="The session's UUID, as returned by session/start or made by the client.",
+        json_schema_extra={"format": "uuid"},
+    ),
     BeforeValidator(_uuid_text),
 ]
 
@@ -230,7 +233,71 @@ class BatchIn(_Body):
 class SessionStartOut(BaseModel):
     """Answer of ``session/start``."""
 
-    session_id: str = Field(alias="sessionId")
+    session_id: str = Field(alias="sessionId", json_schema_extra={"format": "uuid"})
+
+
+class SubjectIn(_Body):
+    """Body of ``DELETE subjects``: the person to erase (any of the four, at least one)."""
+
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    user_id: Identifier | None = Field(default=None, alias="userId")
+    session_id: Annotated[str, StringConstraints(max_length=36)] | None = Field(
+        default=None, alias="sessionId"
+    )
+
+
+class ErasureOut(BaseModel):
+    """Answer of ``DELETE subjects``: rows deleted and scrubbed per table."""
+
+    success: Literal[True] = True
+    deleted: dict[str, int]
+    scrubbed: dict[str, int]
+    sessions: int = Field(description="How many sessions were the person's.")
+    subject_hash: str = Field(
+        alias="subjectHash", description="Keyed hash the erasure was audited under."
+    )
+    wal_checkpointed: bool = Field(alias="walCheckpointed")
+
+
+class ProblemOut(BaseModel):
+    """An error answer: what went wrong, in one line."""
+
+    detail: str
+
+
+class FieldProblemOut(BaseModel):
+    """One field's problem in a 422 answer."""
+
+    field: str = Field(description='Where, e.g. "pageType" or "events[2].sessionId".')
+    message: str
+
+
+class ValidationProblemOut(BaseModel):
+    """A 422 answer: the first problem in one line, and every problem per field.
+
+    ``errors`` is absent when the problem is not one field's (an erasure request
+    naming nobody, an event the database refused).
+    """
+
+    detail: str = Field(description='"field: message", e.g. "sessionId: field required".')
+    errors: list[FieldProblemOut] = Field(default_factory=list)
+
+
+#: The error answers every API route may give, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ProblemOut, "description": "The body is not JSON."},
+    413: {"model": ProblemOut, "description": "The body is over the size limit (64 KiB)."},
+    422: {"model": ValidationProblemOut, "description": "A field is missing or wrong."},
+    503: {
+        "model": ProblemOut,
+        "description": "The database is unavailable; nothing was stored (see Retry-After).",
+    },
+}
+#: Also for the routes behind the dashboard token.
+TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemOut, "description": "Missing or invalid bearer token."},
+}
 
 
 class SuccessOut(BaseModel):
