@@ -284,9 +284,10 @@ class ValidationProblemOut(BaseModel):
     errors: list[FieldProblemOut] = Field(default_factory=list)
 
 
-#: The error answers every API route may give, for the OpenAPI document.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+_PROBLEMS: dict[int, dict[str, Any]] = {
     400: {"model": ProblemOut, "description": "The body is not JSON."},
+    401: {"model": ProblemOut, "description": "Missing or invalid bearer token."},
+    404: {"model": ProblemOut, "description": "No such thing."},
     413: {"model": ProblemOut, "description": "The body is over the size limit (64 KiB)."},
     422: {"model": ValidationProblemOut, "description": "A field is missing or wrong."},
     503: {
@@ -294,10 +295,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The database is unavailable; nothing was stored (see Retry-After).",
     },
 }
-#: Also for the routes behind the dashboard token.
-TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ProblemOut, "description": "Missing or invalid bearer token."},
-}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that may answer these error statuses."""
+    return {code: _PROBLEMS[code] for code in codes}
 
 
 class SuccessOut(BaseModel):

@@ -28,11 +28,12 @@ from nilemetrics.server.schemas import (
     SessionStartIn,
     SessionStartOut,
     SuccessOut,
+    problems,
 )
 from nilemetrics.server.state import ServerState, get_state
 from nilemetrics.server.validation import describe_errors
 
-router = APIRouter(prefix=API_PREFIX, tags=["ingestion"])
+router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=problems(400, 413, 422, 503))
 
 _BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn | SessionStartIn]]] = {
     "session-start": ("session-start", SessionStartIn),

@@ -15,14 +15,14 @@ from nilemetrics.server.erasure import (
     ensure_erasure_key,
     erase_subject,
 )
-from nilemetrics.server.schemas import ERROR_RESPONSES, TOKEN_RESPONSES, ErasureOut, SubjectIn
+from nilemetrics.server.schemas import ErasureOut, SubjectIn, problems
 from nilemetrics.server.state import StateDep, TokenDep
 
 router = APIRouter(
     prefix=API_PREFIX,
     tags=["operations"],
     dependencies=[TokenDep],
-    responses={**ERROR_RESPONSES, **TOKEN_RESPONSES},
+    responses=problems(400, 401, 413, 422, 503),
 )
 
 #: RFC 9745 ``Deprecation`` of the query form: 2026-12-01 (personal data in URLs ends
