@@ -69,7 +69,8 @@ def test_lone_surrogate_in_error_details_is_replaced_and_readable(
     """A lone surrogate in nested errorDetails is stored as U+FFFD; payment-errors answers 200."""
     sid = start(client)
     body = with_lone(json.dumps({"sessionId": sid, "errorDetails": {
-        "errorCode": "card_declined", "errorMessage": X, "errorDetails": {X: [X]}, "url": X}}))
+        "errorCode": "card_declined", "errorMessage": X, "errorDetails": {X: [X]}, "url": X,
+        "userAgent": "\ud83d\ude00"}}))
     response = raw_post(client, "track/payment-error", body)
     assert response.status_code == 200, response.text
     listed = client.get(f"{P}/payment-errors", headers=server.auth)
@@ -79,6 +80,8 @@ def test_lone_surrogate_in_error_details_is_replaced_and_readable(
     assert row["error_details"]["errorMessage"] == REPLACED
     assert row["error_details"]["errorDetails"] == {REPLACED: [REPLACED]}
     assert row["error_details"]["url"] == REPLACED
+    # A surrogate pair is a real character (an emoji), not damage.
+    assert row["error_details"]["userAgent"] == "\U0001f600"
     [stored] = rows(db, errors_t)
     assert stored.page_url == REPLACED
 

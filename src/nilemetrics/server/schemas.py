@@ -239,8 +239,9 @@ class SessionStartOut(BaseModel):
 class SubjectIn(_Body):
     """Body of ``DELETE subjects``: the person to erase (any of the four, at least one)."""
 
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # Made storable like the text that was stored, so that the same person matches.
+    email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
     user_id: Identifier | None = Field(default=None, alias="userId")
     session_id: Annotated[str, StringConstraints(max_length=36)] | None = Field(
         default=None, alias="sessionId"
