@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 from tests.api.conftest import row_counts, rows
@@ -282,20 +282,29 @@ def test_single_event_answers_are_plain_and_carry_cors_once(
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_event_refused_by_database_is_isolated(client: httpx.Client, db: Engine) -> None:
-    """An event the database refuses (PostgreSQL text cannot hold NUL) fails alone.
+    """An event the database refuses (here: a CHECK constraint) fails alone.
 
     Its batch is retried one event at a time, in order: the events around it are
     stored, and the request that carried it gets a 422.
     """
-    a, b, c = (str(uuid.uuid4()) for _ in range(3))
-    events = [
-        {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
-        {"type": "page-visit", "sessionId": b, "pageType": "homepage", "pageUrl": "x\u0000y"},
-        {"type": "page-visit", "sessionId": c, "pageType": "search"},
-    ]
-    response = client.post(f"{P}/events", json={"events": events})
-    assert response.status_code == 422
-    assert response.json() == {"detail": "the event was refused by the database"}
-    assert sorted(r.session_id for r in rows(db, visits_t)) == sorted([a, c])
-    ok = client.post(f"{P}/track/page-visit", json={"sessionId": b, "pageType": "homepage"})
-    assert ok.status_code == 200
+    with db.begin() as conn:
+        conn.execute(text(
+            "ALTER TABLE page_visits ADD CONSTRAINT test_refuse CHECK (page_url <> 'refuse me')"
+        ))
+    try:
+        a, b, c = (str(uuid.uuid4()) for _ in range(3))
+        events = [
+            {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
+            {"type": "page-visit", "sessionId": b, "pageType": "homepage",
+             "pageUrl": "refuse me"},
+            {"type": "page-visit", "sessionId": c, "pageType": "search"},
+        ]
+        response = client.post(f"{P}/events", json={"events": events})
+        assert response.status_code == 422
+        assert response.json() == {"detail": "the event was refused by the database"}
+        assert sorted(r.session_id for r in rows(db, visits_t)) == sorted([a, c])
+        ok = client.post(f"{P}/track/page-visit", json={"sessionId": b, "pageType": "homepage"})
+        assert ok.status_code == 200
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("ALTER TABLE page_visits DROP CONSTRAINT test_refuse"))

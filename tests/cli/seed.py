@@ -14,7 +14,7 @@ S3 anonymous: homepage 30 s, offer black-friday 60 s, checkout 10 s,
 S4 Alice@Example.com (same person, other case): homepage 40 s, then an open
    product visit; idle for 45 minutes, still marked active.
 S5 carol@example.com: homepage 12 s, checkout 8 s; checkout C5 20.00 paid at
-   once; its basket and event payload mention alice@example.com (a gift).
+   once; its basket and event payload name alice@example.com (a gift's recipient).
 S6 dave@example.com, 100 days ago: homepage 25 s, checkout C6 10.00 failed
    (expired_card). Ended.
 """
@@ -166,7 +166,7 @@ def seed(url: str, now: datetime | None = None) -> Seeded:
         error(s3, c3, t3 + timedelta(seconds=112), "insufficient_funds", "50.00", 1)
         error(s3, c3, t3 + timedelta(seconds=114), "insufficient_funds", "50.00", 2)
         gift = [{"id": "p9", "name": "Gift card", "price": 20.0, "quantity": 1,
-                 "note": f"send to {ALICE}, phone {ALICE_PHONE}"}]
+                 "recipient": ALICE, "note": "happy birthday"}]
         checkout(s5, t5 + timedelta(seconds=12), "20.00", gift, status="completed", errors=0,
                  paid=True, email=CAROL)
         events.append({"event_id": uuid.uuid4().hex, "event_type": "checkout-start",

@@ -146,10 +146,11 @@ def _lone_surrogates(database_url: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_export_lone_surrogates_escaped(
+def test_export_lone_surrogates_written_as_replacement(
     nm: Invoke, tmp_path: Path, fmt: str
 ) -> None:
-    """Stored text with a lone surrogate is written escaped, to a file and to stdout."""
+    """Stored JSON with a lone surrogate (an older server's) is exported, to a file and
+    to stdout, with U+FFFD in its place: every export is valid UTF-8."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
     seed(url)
     _lone_surrogates(url)
@@ -158,9 +159,9 @@ def test_export_lone_surrogates_escaped(
                 "--database-url", url)
     assert result.exit_code == 0, result.output
     written = target.read_text(encoding="utf-8")
-    assert written.count("\\ud800z") == written.count("\n") - (fmt == "csv")
-    if fmt == "jsonl":  # a JSON escape: the same string comes back
-        assert json.loads(written.splitlines()[0])["payload"] == {"note": "\ud800z"}
+    assert written.count("\ufffdz") == written.count("\n") - (fmt == "csv")
+    if fmt == "jsonl":
+        assert json.loads(written.splitlines()[0])["payload"] == {"note": "\ufffdz"}
     piped = nm("export", "--what", "events", "--format", fmt, "--database-url", url)
     assert piped.exit_code == 0, piped.output
     assert piped.stdout == written
@@ -175,7 +176,7 @@ def test_export_person_with_lone_surrogate(nm: Invoke, tmp_path: Path) -> None:
     result = nm("export", "--email", ALICE, "-o", str(target), "--database-url", url)
     assert result.exit_code == 0, result.output
     doc = json.loads(target.read_text(encoding="utf-8"))
-    assert doc["checkout_sessions"][0]["checkout_items"] == [{"name": "\ud800z"}]
+    assert doc["checkout_sessions"][0]["checkout_items"] == [{"name": "\ufffdz"}]
 
 
 def test_export_csv_defuses_formulas(nm: Invoke, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_forget_erases_everything_about_the_person(
     assert result.exit_code == 0, result.output
     out = result.stdout
     # S1 and S4: 7 visits, 1 error, 1 checkout, 2+7 events, 2 sessions deleted;
-    # carol's basket and her checkout-start event mention alice: scrubbed.
+    # carol's basket and her checkout-start event name alice as recipient: scrubbed.
     assert "page_visits       │            7 │             0" in out
     assert "payment_errors    │            1 │             0" in out
     assert "checkout_sessions │            1 │             1" in out
@@ -88,8 +88,8 @@ def test_forget_erases_everything_about_the_person(
         items = conn.execute(
             select(checkouts_t.c.checkout_items).where(checkouts_t.c.email == CAROL)
         ).scalar_one()
-        assert items[0]["note"] == "send to [erased], phone [erased]"
-        assert items[0]["name"] == "Gift card"
+        assert items[0]["recipient"] == "[erased]"
+        assert items[0]["name"] == "Gift card" and items[0]["note"] == "happy birthday"
         audit = conn.execute(select(audit_t)).one()
     key = bytes.fromhex((tmp_path / "config" / ERASURE_KEY_FILE).read_text().strip())
     assert audit.action == "forget"
@@ -148,15 +148,16 @@ def test_confirmation_declined_keeps_data(database_url: str, nm: Invoke) -> None
 
 
 def test_confirmation_accepted_erases(database_url: str, nm: Invoke) -> None:
-    """Answering yes erases; selecting by user id finds the person's checkout session too."""
+    """Answering yes erases; by user id, her other session (linked by her email) goes too."""
     seeded = seed(database_url)
     result = nm("forget", "--user-id", "u-alice", "--database-url", database_url, input="y\n")
     assert result.exit_code == 0, result.output
     assert "will erase" in result.stdout and "erased" in result.stdout
     engine = make_engine(database_url)
     assert counts(engine, seeded.sessions["S1"])["user_sessions"] == 0
-    # S4 has no user id: only the email links it to her.
-    assert counts(engine, seeded.sessions["S4"])["user_sessions"] == 1
+    # S4 has no user id: the email stored with S1 links it to her.
+    assert counts(engine, seeded.sessions["S4"])["user_sessions"] == 0
+    assert counts(engine, seeded.sessions["S2"])["user_sessions"] == 1
     engine.dispose()
 
 

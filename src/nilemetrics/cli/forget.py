@@ -93,9 +93,11 @@ def forget(
 ) -> None:
     """Erase every trace of one person (GDPR right to erasure), in one transaction.
 
-    Deletes their sessions, page visits, checkouts, payment errors and event-log
-    entries, scrubs their email/phone from anyone else's JSON fields and URLs,
-    and records an audit entry (keyed hash and counts, no personal data).
+    Deletes their sessions (all sessions their email, phone or user id link),
+    page visits, checkouts, payment errors and event-log entries; in anyone
+    else's rows, replaces JSON strings that are exactly the email/phone given
+    (never parts of longer text); and records an audit entry (keyed hash and
+    counts, no personal data).
     SQLite: deleted bytes are zeroed and the WAL truncated. PostgreSQL keeps dead
     rows in its files until VACUUM: pass --vacuum (or run VACUUM FULL off-hours).
 

@@ -10,8 +10,27 @@ from sqlalchemy import JSON, DateTime, Dialect, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-#: JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+from nilemetrics.server.sanitize import clean_stored
+
+
+class JSONType(TypeDecorator[Any]):
+    """JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
+
+    What is read back is always encodable as UTF-8: rows an older server stored
+    in SQLite may hold lone surrogates, which would make every answer that
+    carries them fail (see ``sanitize``).
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else clean_stored(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

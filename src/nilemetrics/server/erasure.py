@@ -2,10 +2,15 @@
 
 The one implementation behind ``nilemetrics forget``, ``nilemetrics export
 --email`` and ``DELETE /api/metrics/subjects``. A person is named by email,
-phone, user id and/or session id; their sessions are those whose session or
-checkout rows carry one of these. Every row of those sessions is deleted, and
-any other row whose JSON or URL/message text mentions their email or phone is
-scrubbed (the mention replaced by ``[erased]``).
+phone, user id and/or session id. Their sessions are those whose session or
+checkout rows carry one of these, compared as whole values (email in any case),
+and then, in turn, those carrying an identifier found in their sessions (the
+phone stored with the checkout of a session found by email, say): see
+:func:`find_subject`. Every row of those sessions is deleted. In anyone else's
+rows, a JSON string or a text column whose *whole* value is the email or phone
+asked for is replaced by ``[erased]``; nothing is matched inside longer text,
+so other people's data is never rewritten for sharing a few characters with
+the selector.
 """
 
 from __future__ import annotations
@@ -14,14 +19,12 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import (
     Column,
@@ -33,6 +36,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -111,32 +115,89 @@ class Subject:
         """A stable text naming the subject, the input of the keyed hash."""
         return "\n".join(f"{name}={getattr(self, name)}" for name in self.selectors())
 
-    def needles(self) -> list[str]:
-        """Texts whose appearance in a stored value identifies this person."""
-        return needles_for([self.email, self.phone])
+
+def _json_forms(value: str) -> list[str]:
+    """How ``value`` may appear in stored JSON text (for a prefilter in SQL)."""
+    forms = [value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
+    return list(dict.fromkeys(forms))
 
 
-def needles_for(values: list[str | None]) -> list[str]:
-    """Each email/phone as typed, URL-encoded (``%40`` in query strings) and JSON-escaped."""
-    found: list[str] = []
-    for value in values:
-        if not value:
-            continue
-        for form in (value, quote(value, safe=""), json.dumps(value)[1:-1]):
-            if form not in found:
-                found.append(form)
-    return found
+#: Identifiers that shops store for "unknown" and that would link strangers together.
+_PLACEHOLDERS = frozenset(
+    {"0", "-", "-1", "n/a", "na", "none", "null", "undefined", "unknown", "guest"}
+)
 
 
-def _contacts(conn: Connection, session_ids: list[str]) -> list[str | None]:
-    """The emails and phones stored on these sessions and their checkouts."""
-    found: list[str | None] = []
-    for chunk in _chunks(session_ids):
+def _distinctive(kind: str, value: str) -> bool:
+    """Whether an identifier found in a person's rows may name them elsewhere too.
+
+    A phone stored as "0" or a user id "guest" is no one in particular: following
+    it would erase strangers who happen to carry the same placeholder.
+    """
+    if value.strip().lower() in _PLACEHOLDERS:
+        return False
+    if kind == "email":
+        local, at, domain = value.partition("@")
+        return bool(at and local.strip() and domain.strip())
+    if kind == "phone":
+        return sum(ch.isdigit() for ch in value) >= 6
+    return bool(value.strip())
+
+
+@dataclass
+class FoundSubject:
+    """A person's sessions and every identifier their rows carry."""
+
+    session_ids: list[str]
+    emails: set[str]
+    phones: set[str]
+    user_ids: set[str]
+
+
+#: Rounds of "identifiers -> sessions -> more identifiers" before we stop looking.
+_MAX_ROUNDS = 10
+
+
+def find_subject(conn: Connection, subject: Subject, *, lock: bool = False) -> FoundSubject:
+    """The person's sessions: found by the selectors, then by what those sessions carry.
+
+    Someone found by email in one session may have their phone stored in another
+    session that only their user id links; both sessions are theirs. Identifiers
+    are always compared whole (emails in any case); those found along the way
+    are followed only when :func:`_distinctive`.
+    """
+    found = FoundSubject(
+        session_ids=[],
+        emails={subject.email} if subject.email is not None else set(),
+        phones={subject.phone} if subject.phone is not None else set(),
+        user_ids={subject.user_id} if subject.user_id is not None else set(),
+    )
+    ids: dict[str, None] = {}
+    if subject.session_id is not None:
+        ids[subject.session_id] = None
+    for _round in range(_MAX_ROUNDS):
+        size = (len(ids), len(found.emails), len(found.phones), len(found.user_ids))
         for table in (sessions_t, checkouts_t):
-            for email, phone in conn.execute(
-                select(table.c.email, table.c.phone).where(table.c.session_id.in_(chunk))
-            ):
-                found.extend((email, phone))
+            stmt = select(table.c.session_id).where(_match(table, found))
+            if lock and conn.dialect.name == "postgresql":
+                # Keep the server from writing to these sessions until we commit.
+                stmt = stmt.with_for_update()
+            ids.update(dict.fromkeys(conn.execute(stmt).scalars()))
+        for chunk in _chunks(list(ids)):
+            for table in (sessions_t, checkouts_t):
+                c = table.c
+                for email, phone, user_id in conn.execute(
+                    select(c.email, c.phone, c.user_id).where(c.session_id.in_(chunk))
+                ):
+                    if email and _distinctive("email", email):
+                        found.emails.add(email.strip().lower())
+                    if phone and _distinctive("phone", phone):
+                        found.phones.add(phone)
+                    if user_id and _distinctive("user_id", user_id):
+                        found.user_ids.add(user_id)
+        if size == (len(ids), len(found.emails), len(found.phones), len(found.user_ids)):
+            break
+    found.session_ids = list(ids)
     return found
 
 
@@ -189,33 +250,23 @@ def subject_hash(key: bytes, subject: Subject) -> str:
     return f"hmac-sha256:{digest}"
 
 
-def _match(table: Table, subject: Subject) -> ColumnElement[bool]:
+def _match(table: Table, found: FoundSubject) -> ColumnElement[bool]:
     c = table.c
     conds: list[ColumnElement[bool]] = []
-    if subject.email is not None:
+    # The IN lists stay short: a person has a handful of identifiers.
+    if found.emails:
         # Served by the lower(email) indexes (migration 0002).
-        conds.append(func.lower(c.email) == subject.email)
-    if subject.phone is not None:
-        conds.append(c.phone == subject.phone)
-    if subject.user_id is not None:
-        conds.append(c.user_id == subject.user_id)
-    if subject.session_id is not None:
-        conds.append(c.session_id == subject.session_id)
-    return or_(*conds)
+        conds.append(func.lower(c.email).in_(sorted(found.emails)))
+    if found.phones:
+        conds.append(c.phone.in_(sorted(found.phones)))
+    if found.user_ids:
+        conds.append(c.user_id.in_(sorted(found.user_ids)))
+    return or_(*conds) if conds else false()
 
 
 def subject_session_ids(conn: Connection, subject: Subject, *, lock: bool = False) -> list[str]:
-    """Ids of the sessions that belong to this person (their own or their checkouts')."""
-    ids: dict[str, None] = {}
-    for table in (sessions_t, checkouts_t):
-        stmt = select(table.c.session_id).where(_match(table, subject))
-        if lock and conn.dialect.name == "postgresql":
-            # Keep the server from writing to these sessions until we commit.
-            stmt = stmt.with_for_update()
-        ids.update(dict.fromkeys(conn.execute(stmt).scalars()))
-    if subject.session_id is not None:
-        ids.setdefault(subject.session_id, None)
-    return list(ids)
+    """Ids of the sessions that belong to this person (see :func:`find_subject`)."""
+    return find_subject(conn, subject, lock=lock).session_ids
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -223,11 +274,31 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _mentions(conn: Connection, column: Column[Any], needles: list[str]) -> ColumnElement[bool]:
+@dataclass(frozen=True)
+class _Selectors:
+    """The email and phone asked for, as matched against other people's rows."""
+
+    email: str | None
+    phone: str | None
+
+    def forms(self) -> list[str]:
+        """Texts to look for in SQL: a cheap prefilter, checked exactly in Python."""
+        return [
+            form for value in (self.email, self.phone) if value for form in _json_forms(value)
+        ]
+
+    def equals(self, value: str) -> bool:
+        """Whether ``value`` is, as a whole, the email (any case) or the phone."""
+        return (self.email is not None and value.strip().lower() == self.email) or (
+            self.phone is not None and value.strip() == self.phone
+        )
+
+
+def _mentions(conn: Connection, column: Column[Any], forms: list[str]) -> ColumnElement[bool]:
     text_value = cast(column, Text)
     conds = []
-    for needle in needles:
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    for form in forms:
+        escaped = form.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
         if conn.dialect.name == "postgresql":
             conds.append(text_value.ilike(pattern, escape="\\"))
@@ -237,14 +308,19 @@ def _mentions(conn: Connection, column: Column[Any], needles: list[str]) -> Colu
     return or_(*conds)
 
 
-def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
+def _scrub(value: Any, selectors: _Selectors) -> Any:
+    """``value`` with every string that *is* the email or phone replaced, nothing else."""
     if isinstance(value, str):
-        return pattern.sub(REDACTED, value)
+        return REDACTED if selectors.equals(value) else value
     if isinstance(value, list):
-        return [_scrub(item, pattern) for item in value]
+        return [_scrub(item, selectors) for item in value]
     if isinstance(value, dict):
-        return {_scrub(k, pattern): _scrub(v, pattern) for k, v in value.items()}
+        return {_scrub(k, selectors): _scrub(v, selectors) for k, v in value.items()}
     return value
+
+
+def _mentioned(value: Any, selectors: _Selectors) -> bool:
+    return bool(_scrub(value, selectors) != value)
 
 
 def erase_subject(
@@ -264,10 +340,9 @@ def erase_subject(
     if conn.dialect.name == "sqlite":
         # Freed pages and cells are zeroed, so the file no longer holds the data.
         conn.exec_driver_sql("PRAGMA secure_delete=ON")
-    session_ids = subject_session_ids(conn, subject, lock=True)
+    found = find_subject(conn, subject, lock=True)
+    session_ids = found.session_ids
     result.sessions = len(session_ids)
-    # Asked by email, their phone (and vice versa) must go from others' rows too.
-    needles = needles_for([subject.email, subject.phone, *_contacts(conn, session_ids)])
     for chunk in _chunks(session_ids):
         for name in TABLES:
             table = _BY_NAME[name]
@@ -275,13 +350,15 @@ def erase_subject(
             result.deleted[name] += outcome.rowcount
     # Rows written for them after the lookup (a concurrent insert on PostgreSQL).
     for name, table in (("checkout_sessions", checkouts_t), ("user_sessions", sessions_t)):
-        outcome = conn.execute(delete(table).where(_match(table, subject)))
+        outcome = conn.execute(delete(table).where(_match(table, found)))
         result.deleted[name] += outcome.rowcount
-    if needles:
-        pattern = re.compile("|".join(re.escape(n) for n in needles), re.IGNORECASE)
+    # Other people's rows: only what was asked for, and only whole values. Identifiers
+    # found in the person's own sessions (a phone "0", say) are not looked for there.
+    selectors = _Selectors(subject.email, subject.phone)
+    if selectors.forms():
         touched: dict[str, set[int]] = {}
         for table, column_name in _SCRUB_COLUMNS:
-            ids = _scrub_column(conn, table, column_name, needles, pattern)
+            ids = _scrub_column(conn, table, column_name, selectors)
             touched.setdefault(table.name, set()).update(ids)
         for name, changed in touched.items():
             result.scrubbed[name] = len(changed)
@@ -303,20 +380,16 @@ def erase_subject(
 
 
 def _scrub_column(
-    conn: Connection,
-    table: Table,
-    column_name: str,
-    needles: list[str],
-    pattern: re.Pattern[str],
+    conn: Connection, table: Table, column_name: str, selectors: _Selectors
 ) -> list[int]:
-    """Replace mentions in one column; return the ids of the rows changed."""
+    """Replace whole-value mentions in one column; return the ids of the rows changed."""
     column = table.c[column_name]
     rows = conn.execute(
-        select(table.c.id, column).where(_mentions(conn, column, needles))
+        select(table.c.id, column).where(_mentions(conn, column, selectors.forms()))
     ).all()
     updates = []
     for row_id, value in rows:
-        cleaned = _scrub(value, pattern)
+        cleaned = _scrub(value, selectors)
         if cleaned != value:
             updates.append({"b_id": row_id, "value": cleaned})
     if not updates:
@@ -374,8 +447,8 @@ def _jsonable(value: Any) -> Any:
 
 def collect_subject_data(conn: Connection, subject: Subject) -> dict[str, Any]:
     """Everything stored about one person (GDPR right of access), JSON-ready."""
-    session_ids = subject_session_ids(conn, subject)
-    needles = needles_for([subject.email, subject.phone, *_contacts(conn, session_ids)])
+    found = find_subject(conn, subject)
+    session_ids = found.session_ids
     own = set(session_ids)
     document: dict[str, Any] = {
         "subject": {name: getattr(subject, name) for name in subject.selectors()}
@@ -388,18 +461,18 @@ def collect_subject_data(conn: Connection, subject: Subject) -> dict[str, Any]:
                 select(table).where(table.c.session_id.in_(chunk)).order_by(table.c.id)
             ).mappings():
                 rows[row["id"]] = {k: _jsonable(v) for k, v in row.items()}
-        if name in ("user_sessions", "checkout_sessions"):
-            for row in conn.execute(select(table).where(_match(table, subject))).mappings():
-                rows[row["id"]] = {k: _jsonable(v) for k, v in row.items()}
         document[name] = [rows[key] for key in sorted(rows)]
+    # Other people's rows that an erasure would scrub: the same whole-value rule.
+    selectors = _Selectors(subject.email, subject.phone)
     mentions: list[dict[str, Any]] = []
-    if needles:
+    if selectors.forms():
         for table, column_name in _SCRUB_COLUMNS:
             column = table.c[column_name]
             for row in conn.execute(
-                select(table).where(_mentions(conn, column, needles)).order_by(table.c.id)
+                select(table).where(_mentions(conn, column, selectors.forms()))
+                .order_by(table.c.id)
             ).mappings():
-                if row["session_id"] in own:
+                if row["session_id"] in own or not _mentioned(row[column_name], selectors):
                     continue
                 mentions.append(
                     {"table": table.name, **{k: _jsonable(v) for k, v in row.items()}}

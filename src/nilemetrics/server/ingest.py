@@ -8,6 +8,7 @@ arrival order as they come.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -136,15 +137,24 @@ def _payload(event: TrackedEvent) -> dict[str, Any]:
 _RECORDED_ELSEWHERE = frozenset({"page-visit", "session-heartbeat"})
 
 
+def _scoped_event_id(session_id: str, event_id: str) -> str:
+    """The log key of a session's event whose eventId another session already used."""
+    digest = hashlib.sha256(f"{session_id}\n{event_id}".encode()).hexdigest()
+    return f"scoped:{digest[:56]}"
+
+
 def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
-    """Append events to the log; return, per event, False when its eventId was seen before.
+    """Append events to the log; return, per event, False when it repeats a logged one.
 
     Every event with an eventId is logged (that is what makes retries idempotent),
-    and so is every event not in ``_RECORDED_ELSEWHERE``.
+    and so is every event not in ``_RECORDED_ELSEWHERE``. An eventId is a repeat
+    only within its own session: an eventId another session used is logged under
+    a key scoped to this session, so answers never tell whether someone else's
+    eventId exists.
     """
     applied = [True] * len(events)
-    seen: set[str] = set()
-    client_rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    client_rows: list[tuple[int, dict[str, Any]]] = []
     server_rows: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         if event.event_id is None and event.kind in _RECORDED_ELSEWHERE:
@@ -158,21 +168,35 @@ def _log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
         if event.event_id is None:
             row["event_id"] = uuid7().hex
             server_rows.append(row)
-        elif event.event_id in seen:
+        elif (event.session_id, event.event_id) in seen:
             applied[index] = False
         else:
-            seen.add(event.event_id)
+            seen.add((event.session_id, event.event_id))
             row["event_id"] = event.event_id
-            client_rows.append(row)
+            client_rows.append((index, row))
     if client_rows:
         stmt = (
             _upsert_dialect_insert(conn)(events_t)
             .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(events_t.c.event_id)
+            .returning(events_t.c.event_id, events_t.c.session_id)
         )
-        inserted = set(conn.execute(stmt, client_rows).scalars())
-        for index, event in enumerate(events):
-            if event.event_id is not None and event.event_id not in inserted:
+        inserted = set(conn.execute(stmt, [row for _, row in client_rows]).tuples())
+        taken = [(i, r) for i, r in client_rows if (r["event_id"], r["session_id"]) not in inserted]
+        if taken:
+            # A list first: dict() of a Result takes it for a mapping (it has keys()).
+            owners = dict(list(conn.execute(
+                select(events_t.c.event_id, events_t.c.session_id)
+                .where(events_t.c.event_id.in_(sorted({r["event_id"] for _, r in taken})))
+            ).tuples()))
+            foreign = [(i, r) for i, r in taken if owners.get(r["event_id"]) != r["session_id"]]
+            for index, row in foreign:
+                event_id = events[index].event_id
+                assert event_id is not None
+                row["event_id"] = _scoped_event_id(events[index].session_id, event_id)
+            if foreign:
+                inserted |= set(conn.execute(stmt, [row for _, row in foreign]).tuples())
+        for index, row in client_rows:
+            if (row["event_id"], row["session_id"]) not in inserted:
                 applied[index] = False
     if server_rows:
         sql = hot_sql(conn)
@@ -422,7 +446,7 @@ def _latest_checkout(conn: Connection, plan: _Plan, session_id: str) -> _Checkou
 _UNKNOWN_METHODS = frozenset({"", "unknown", "undefined", "null", "none"})
 _CENT = Decimal("0.01")
 #: The payment-method columns' size: a method read from free-form details is cut to it.
-METHOD_LENGTH = 64
+METHOD_LENGTH = 255
 
 
 def _method_unknown(method: str | None) -> bool:

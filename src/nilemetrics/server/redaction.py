@@ -26,8 +26,13 @@ def _decoded(name: str) -> str:
     return name.casefold()
 
 
+#: Query parameters that name a person: the erasure endpoint's deprecated query form.
+_PERSONAL = frozenset({"email", "phone", "user_id", "userid", "session_id", "sessionid"})
+
+
 def _mask_param(match: re.Match[str]) -> str:
-    if not match["value"] or "token" not in _decoded(match["name"]):
+    name = _decoded(match["name"])
+    if not match["value"] or ("token" not in name and name not in _PERSONAL):
         return match[0]
     return f"{match['name']}{match['eq']}***"
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PAGE_TYPE_PATTERN
+from nilemetrics.server.sanitize import check_depth, clean_json, clean_text
 
 MAX_URL = 2048
 MAX_IDENTIFIER = 255
@@ -85,14 +86,36 @@ PageTypeSlug = Annotated[
 
 SessionId = Annotated[
     str,
-    Field(description="The session's UUID, as returned by session/start or made by the client."),
+    Field(
+        description="The session's UUID, as returned by session/start or made by the client.",
+        json_schema_extra={"format": "uuid"},
+    ),
     BeforeValidator(_uuid_text),
 ]
-Identifier = Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)]
-Url = Annotated[str, StringConstraints(max_length=MAX_URL)]
+
+def _storable(value: object) -> object:
+    # One policy for every string coming in, nested JSON included: NUL and lone
+    # surrogates become U+FFFD, so both databases store the same text (``sanitize``).
+    # Per field, not per body: the fast path validates JSON bytes straight into the
+    # model, and a body-level hook would make it build Python objects first.
+    return clean_text(value) if isinstance(value, str) else value
+
+
+#: Makes any text from the client storable (after the length check, which counts
+#: what was sent).
+Storable = BeforeValidator(_storable)
+#: A JSON value of any shape from the client (basket items, error details): every
+#: string in it made storable, at most 32 levels deep (see ``sanitize``).
+JsonValue = Annotated[Any, BeforeValidator(clean_json), AfterValidator(check_depth)]
+#: A basket: a list of JSON values, cleaned and depth-checked like ``JsonValue``.
+JsonItems = Annotated[list[Any], BeforeValidator(clean_json), AfterValidator(check_depth)]
+Identifier = Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER), Storable]
+Url = Annotated[str, StringConstraints(max_length=MAX_URL), Storable]
+Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE), Storable]
 EventId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64),
+    Storable,
     Field(description="Client-chosen id; a repeat of a stored eventId changes nothing."),
 ]
 
@@ -111,8 +134,8 @@ class SessionStartIn(_Body):
 
     session_id: SessionId | None = Field(default=None, alias="sessionId")
     user_id: Identifier | None = Field(default=None, alias="userId")
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
     event_id: EventId | None = Field(default=None, alias="eventId")
 
     @field_validator("user_id", mode="before")
@@ -140,7 +163,7 @@ class PaymentContextIn(SessionEventIn):
 
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
     total_amount: Amount | None = Field(default=None, alias="totalAmount")
-    checkout_items: list[Any] | None = Field(
+    checkout_items: JsonItems | None = Field(
         default=None, alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS
     )
     item_count: Annotated[int, Field(ge=0, le=MAX_ITEM_COUNT)] | None = Field(
@@ -180,7 +203,7 @@ class PageVisitIn(SessionEventIn):
 class CheckoutStartIn(SessionEventIn):
     """Body of ``track/checkout-start``."""
 
-    checkout_items: list[Any] = Field(alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS)
+    checkout_items: JsonItems = Field(alias="checkoutItems", max_length=MAX_CHECKOUT_ITEMS)
     total_amount: Amount = Field(alias="totalAmount")
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
 
@@ -188,15 +211,11 @@ class CheckoutStartIn(SessionEventIn):
 class NestedErrorDetails(_Body):
     """The ``errorDetails`` object the existing client sends."""
 
-    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
-        default=None, alias="errorCode"
-    )
-    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
-        default=None, alias="errorMessage"
-    )
-    error_details: Any = Field(default=None, alias="errorDetails")
-    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = None
-    user_agent: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+    error_code: Identifier | None = Field(default=None, alias="errorCode")
+    error_message: Message | None = Field(default=None, alias="errorMessage")
+    error_details: JsonValue = Field(default=None, alias="errorDetails")
+    timestamp: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=1024), Storable] | None = Field(
         default=None, alias="userAgent"
     )
     url: Url | None = None
@@ -208,13 +227,9 @@ _NESTED_KEYS = {"errorCode", "errorMessage", "errorDetails", "timestamp", "userA
 class PaymentErrorIn(PaymentContextIn):
     """Body of ``track/payment-error``: flat, or nested inside ``errorDetails``."""
 
-    error_code: Annotated[str, StringConstraints(max_length=MAX_IDENTIFIER)] | None = Field(
-        default=None, alias="errorCode"
-    )
-    error_message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = Field(
-        default=None, alias="errorMessage"
-    )
-    error_details: Any = Field(default=None, alias="errorDetails")
+    error_code: Identifier | None = Field(default=None, alias="errorCode")
+    error_message: Message | None = Field(default=None, alias="errorMessage")
+    error_details: JsonValue = Field(default=None, alias="errorDetails")
 
     def normalised(self) -> NestedErrorDetails:
         """The error in the nested form, whichever form was sent."""
@@ -259,7 +274,74 @@ class BatchIn(_Body):
 class SessionStartOut(BaseModel):
     """Answer of ``session/start``."""
 
-    session_id: str = Field(alias="sessionId")
+    session_id: str = Field(alias="sessionId", json_schema_extra={"format": "uuid"})
+
+
+class SubjectIn(_Body):
+    """Body of ``DELETE subjects``: the person to erase (any of the four, at least one)."""
+
+    # Made storable like the text that was stored, so that the same person matches.
+    email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
+    user_id: Identifier | None = Field(default=None, alias="userId")
+    session_id: Annotated[str, StringConstraints(max_length=36)] | None = Field(
+        default=None, alias="sessionId"
+    )
+
+
+class ErasureOut(BaseModel):
+    """Answer of ``DELETE subjects``: rows deleted and scrubbed per table."""
+
+    success: Literal[True] = True
+    deleted: dict[str, int]
+    scrubbed: dict[str, int]
+    sessions: int = Field(description="How many sessions were the person's.")
+    subject_hash: str = Field(
+        alias="subjectHash", description="Keyed hash the erasure was audited under."
+    )
+    wal_checkpointed: bool = Field(alias="walCheckpointed")
+
+
+class ProblemOut(BaseModel):
+    """An error answer: what went wrong, in one line."""
+
+    detail: str
+
+
+class FieldProblemOut(BaseModel):
+    """One field's problem in a 422 answer."""
+
+    field: str = Field(description='Where, e.g. "pageType" or "events[2].sessionId".')
+    message: str
+
+
+class ValidationProblemOut(BaseModel):
+    """A 422 answer: the first problem in one line, and every problem per field.
+
+    ``errors`` is absent when the problem is not one field's (an erasure request
+    naming nobody, an event the database refused).
+    """
+
+    detail: str = Field(description='"field: message", e.g. "sessionId: field required".')
+    errors: list[FieldProblemOut] = Field(default_factory=list)
+
+
+_PROBLEMS: dict[int, dict[str, Any]] = {
+    400: {"model": ProblemOut, "description": "The body is not JSON."},
+    401: {"model": ProblemOut, "description": "Missing or invalid bearer token."},
+    404: {"model": ProblemOut, "description": "No such thing."},
+    413: {"model": ProblemOut, "description": "The body is over the size limit (64 KiB)."},
+    422: {"model": ValidationProblemOut, "description": "A field is missing or wrong."},
+    503: {
+        "model": ProblemOut,
+        "description": "The database is unavailable; nothing was stored (see Retry-After).",
+    },
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that may answer these error statuses."""
+    return {code: _PROBLEMS[code] for code in codes}
 
 
 class SuccessOut(BaseModel):

@@ -130,11 +130,11 @@ class CheckoutSession(SQLModel, table=True):
     user_id: str | None = Field(default=None, max_length=255, index=True)
     email: str | None = Field(default=None, max_length=320, index=True)
     phone: str | None = Field(default=None, max_length=64, index=True)
-    checkout_items: list[Any] = Field(default_factory=list, sa_column=Column(JSONType))
+    checkout_items: list[Any] = Field(default_factory=list, sa_column=Column(JSONType()))
     # Known even when the items are not: a payment event may carry only their count.
     item_count: int | None = None
     total_amount: Decimal | None = Field(default=None, sa_column=Column(Money()))
-    payment_method: str | None = Field(default=None, max_length=64)
+    payment_method: str | None = Field(default=None, max_length=255)
     status: str = Field(default="in_progress", max_length=20, index=True)
     error_count: int = 0
     started_at: datetime = _utc(nullable=False, index=True)
@@ -155,9 +155,9 @@ class PaymentError(SQLModel, table=True):
     attempt: int = 1
     error_code: str | None = Field(default=None, max_length=255, index=True)
     error_message: str | None = Field(default=None, max_length=2048)
-    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    error_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))
     amount: Decimal | None = Field(default=None, sa_column=Column(Money()))
-    payment_method: str | None = Field(default=None, max_length=64)
+    payment_method: str | None = Field(default=None, max_length=255)
     page_url: str | None = Field(default=None, max_length=2048)
     ip_address: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=1024)
@@ -187,7 +187,7 @@ class Event(SQLModel, table=True):
     event_type: str = Field(max_length=32)
     session_id: str | None = Field(default=None, max_length=36, index=True)
     occurred_at: datetime = _utc(nullable=False, index=True)
-    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))
 
 
 class AuditLog(SQLModel, table=True):
@@ -198,7 +198,7 @@ class AuditLog(SQLModel, table=True):
     id: int | None = _id()
     action: str = Field(max_length=32)
     subject_hash: str | None = Field(default=None, max_length=128)
-    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))
     performed_at: datetime = _utc(nullable=False)
 
 

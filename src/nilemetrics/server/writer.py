@@ -145,7 +145,13 @@ class GroupCommitWriter:
         items = [_EventItem(event, loop.create_future()) for event in events]
         self._queue.extend(items)
         self._wake.set()
-        return list(await asyncio.gather(*(item.future for item in items)))
+        # Answer only once every event is settled: a refused one must not answer the
+        # request while its batch-mates are still being written.
+        results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [bool(result) for result in results]
 
     async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
         """Run ``job(conn)`` in the writer thread in its own write transaction.

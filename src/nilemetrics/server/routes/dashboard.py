@@ -10,10 +10,17 @@ from fastapi import APIRouter, Query
 from nilemetrics.protocol import API_PREFIX, wire_time
 from nilemetrics.server.cleanup import end_stale_sessions
 from nilemetrics.server.live import payment_error_rows, snapshot
-from nilemetrics.server.schemas import CleanupOut, LiveMetricsOut, PaymentErrorRow
+from nilemetrics.server.schemas import (
+    CleanupOut,
+    LiveMetricsOut,
+    PaymentErrorRow,
+    problems,
+)
 from nilemetrics.server.state import ServerState, StateDep, TokenDep
 
-router = APIRouter(prefix=API_PREFIX, tags=["dashboard"], dependencies=[TokenDep])
+router = APIRouter(
+    prefix=API_PREFIX, tags=["dashboard"], dependencies=[TokenDep], responses=problems(401, 503)
+)
 
 
 @router.get("/live-metrics", response_model=LiveMetricsOut)
@@ -24,7 +31,9 @@ async def live_metrics(state: StateDep) -> dict[str, Any]:
     return await state.read(lambda conn: snapshot(conn, now, window))
 
 
-@router.get("/payment-errors", response_model=list[PaymentErrorRow])
+@router.get(
+    "/payment-errors", response_model=list[PaymentErrorRow], responses=problems(422)
+)
 async def payment_errors(
     state: StateDep,
     since: Annotated[
@@ -42,7 +51,7 @@ async def payment_errors(
     return await state.read(lambda conn: payment_error_rows(conn, start, limit))
 
 
-@router.post("/cleanup-sessions", response_model=CleanupOut)
+@router.post("/cleanup-sessions", response_model=CleanupOut, responses=problems(413))
 async def cleanup_sessions(state: StateDep) -> CleanupOut:
     """End sessions idle past the session timeout now (the cleanup loop's work)."""
     ended = await run_cleanup(state)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from starlette.requests import HTTPConnection
 from starlette.types import Message, Scope, Send
 
@@ -29,12 +29,12 @@ from nilemetrics.server.schemas import (
     SessionStartIn,
     SessionStartOut,
     SuccessOut,
+    problems,
 )
 from nilemetrics.server.state import ServerState, get_state
-from nilemetrics.server.tables import events_t
 from nilemetrics.server.validation import describe_errors
 
-router = APIRouter(prefix=API_PREFIX, tags=["ingestion"])
+router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=problems(400, 413, 422, 503))
 
 _BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn | SessionStartIn]]] = {
     "session-start": ("session-start", SessionStartIn),
@@ -101,23 +101,29 @@ async def session_heartbeat(
 async def session_start(
     request: Request, body: SessionStartIn | None = None
 ) -> dict[str, str]:
-    """Start a session; the body (optional) names a logged-in customer."""
+    """Start a session; the body (optional) names a logged-in customer.
+
+    With an ``eventId`` and no ``sessionId`` the new session's id is derived from
+    the eventId, so a retried start gets the same answer; it never depends on what
+    is stored (no other session's id can be learnt by sending its eventId).
+    """
     state = get_state(request)
     body = body or SessionStartIn()
+    if body.session_id is None and body.event_id is not None:
+        # As if the client had made the id: a retry finds the session it started.
+        body = body.model_copy(update={"session_id": retry_safe_session_id(body.event_id)})
     session_id = body.session_id or str(uuid7())
-    applied = await state.writer.submit(
-        _event(state, request, "session-start", session_id, body)
-    )
-    if not applied and body.event_id is not None:
-        # A retried start: answer with the session the first attempt created.
-        event_id = body.event_id
-        stored = await state.read(
-            lambda conn: conn.execute(
-                select(events_t.c.session_id).where(events_t.c.event_id == event_id)
-            ).scalar_one_or_none()
-        )
-        session_id = stored or session_id
+    await state.writer.submit(_event(state, request, "session-start", session_id, body))
     return {"sessionId": session_id}
+
+
+#: Namespace of the session ids derived from a session/start's eventId.
+_START_NAMESPACE = uuid.UUID("5b0c7a52-61a4-4d55-9a3c-1c9e3f1d2a70")
+
+
+def retry_safe_session_id(event_id: str) -> str:
+    """The session id that a session/start with this eventId (and no sessionId) gets."""
+    return str(uuid.uuid5(_START_NAMESPACE, event_id))
 
 
 @router.post("/session/end", response_model=SuccessOut)

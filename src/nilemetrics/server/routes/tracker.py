@@ -17,6 +17,8 @@ from importlib import resources
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from nilemetrics.server.schemas import problems
+
 router = APIRouter(tags=["tracker"])
 
 _MEDIA_TYPE = "text/javascript; charset=utf-8"
@@ -72,7 +74,12 @@ async def tracker(request: Request) -> Response:
     return _answer(request, "public, max-age=3600, stale-while-revalidate=86400")
 
 
-@router.get("/tracker-{version}.js", response_class=Response)
+@router.get(
+    "/tracker-{version}.js",
+    response_class=Response,
+    # FastAPI declares a 422 for any route with a parameter: in the shape this server uses.
+    responses=problems(404, 422),
+)
 async def tracker_version(request: Request, version: str) -> Response:
     """The tracker script of one version (immutable); 404 for any other version."""
     if version != tracker_script().version:
