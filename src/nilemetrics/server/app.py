@@ -91,6 +91,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             on_commit=on_commit,
             process_url=url if settings.writer_process else None,
             busy_timeout=settings.sqlite_busy_timeout,
+            write_timeout=settings.write_timeout,
+            max_queued=settings.writer_queue_max,
         )
         state = ServerState(
             settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
