@@ -30,7 +30,7 @@ from nilemetrics.server.db import (
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
-from nilemetrics.server.middleware import IngestBodyMiddleware
+from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
@@ -153,6 +153,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         fast=ingest.fast_handlers(),
         allowed_origins=settings.allowed_origins,
     )
+    app.add_middleware(ConnectionAbortMiddleware)
     # Outermost, so that error answers carry CORS headers the browser can read.
     app.add_middleware(
         CORSMiddleware,
