@@ -101,6 +101,25 @@ class Settings(BaseSettings):
     writer_queue_max: int = Field(default=10_000, ge=500)
     """Most events waiting for the writer; beyond that, ingestion gets 503 at once."""
 
+    http_request_timeout: float = Field(default=15.0, gt=0)
+    """Seconds a client has to send a whole request (and its first one after connecting).
+
+    Slower connections get 408 and are closed, so idle and half-sent ones (slowloris)
+    cannot hold descriptors for good.
+    """
+
+    http_keep_alive_timeout: float = Field(default=5.0, gt=0)
+    """Seconds an idle kept-alive connection stays open between requests."""
+
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    """Largest request line plus headers; beyond it 431 and the connection is closed."""
+
+    http_max_connections: int = Field(default=900, ge=1)
+    """Most open connections; beyond it new ones get 503 at once.
+
+    Keep it below the open-files limit (``ulimit -n``): the database needs descriptors too.
+    """
+
     forwarded_allow_ips: str = "127.0.0.1"
     """Proxies whose X-Forwarded-For is trusted for the client IP (uvicorn's setting)."""
 
@@ -111,7 +130,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "live_window", "session_timeout", "cleanup_interval", "push_interval",
-        "refresh_interval", "sqlite_busy_timeout", "write_timeout", mode="before",
+        "refresh_interval", "sqlite_busy_timeout", "write_timeout", "http_request_timeout",
+        "http_keep_alive_timeout", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> object:
