@@ -36,7 +36,7 @@ from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.state import ServerState
 from nilemetrics.server.validation import validation_error_handler
-from nilemetrics.server.writer import EventRejected, GroupCommitWriter
+from nilemetrics.server.writer import EventRejected, GroupCommitWriter, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)
     app.add_exception_handler(EventRejected, _rejected)
+    app.add_exception_handler(StorageFull, _storage_full)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,
@@ -189,6 +190,15 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         status_code=503,
         content={"detail": "database unavailable; nothing was stored, retry later"},
         headers={"Retry-After": "1"},
+    )
+
+
+async def _storage_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database disk full for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "database disk full; nothing was stored, retry later"},
+        headers={"Retry-After": "30"},
     )
 
 

@@ -39,6 +39,7 @@ import mmap
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -100,6 +101,10 @@ class WriterBusy(DatabaseUnavailable):
 
 class WriteTimedOut(DatabaseUnavailable):
     """A request's events were not written in time; they never will be (503)."""
+
+
+class StorageFull(DatabaseUnavailable):
+    """The database's disk is full: nothing was stored (503 naming the cause)."""
 
 
 class _BatchRefused(Exception):
@@ -206,6 +211,62 @@ class _CommitGate:
             self.fd = None
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return getattr(orig, "sqlstate", None) == "53100"  # PostgreSQL: disk_full
+
+
+class _WalKeeper:
+    """SQLite on a small disk: fold the WAL back before it fills the disk.
+
+    The WAL is folded back every 10,000 pages (~40 MB, see db.py): on a disk
+    with less room than that it filled the disk, and then even folding it back
+    failed (that needs room for the database file to grow), so the server, and
+    a restarted one, accepted nothing. After each commit the writer compares the
+    WAL's size with the room left; once the WAL is the larger it is folded back
+    and truncated while there is still room to do so. On a roomy disk that
+    never happens. The writer also folds it back when it starts (a WAL left by
+    a full disk, once room was made) and once when a write finds the disk full.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.wal = f"{database}-wal" if database and database != ":memory:" else None
+
+    def after_commit(self, engine: Engine) -> None:
+        """Fold the WAL back if it takes more than the room left on its disk."""
+        if self.wal is None:
+            return
+        try:
+            size = os.stat(self.wal).st_size
+            disk = os.statvfs(self.wal)
+        except OSError:
+            return
+        if size > disk.f_bavail * disk.f_frsize:
+            log.warning("disk nearly full (WAL %d bytes, %d free): folding the WAL back",
+                        size, disk.f_bavail * disk.f_frsize)
+            self.checkpoint(engine)
+
+    def checkpoint(self, engine: Engine) -> bool:
+        """Copy the WAL into the database and truncate it; False if that failed."""
+        if self.wal is None:
+            return False
+        try:
+            with engine.connect() as conn:
+                # The raw connection runs in autocommit: no transaction around the pragma.
+                raw: Any = conn.connection.dbapi_connection
+                busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except DBAPIError as exc:
+            log.warning("could not fold the SQLite WAL back: %s", describe_db_error(exc))
+            return False
+        except sqlite3.Error as exc:
+            log.warning("could not fold the SQLite WAL back: %s", exc)
+            return False
+        return bool(busy == 0)
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
@@ -245,6 +306,7 @@ class GroupCommitWriter:
             if process_url is not None
             else None
         )
+        self._wal = _WalKeeper(engine)
         self._seq = 0
         self._in_flight: list[_Group] = []
         self.batches = 0
@@ -254,6 +316,10 @@ class GroupCommitWriter:
         """Start the writer process (if any) and the writer loop on the running loop."""
         if self._process is not None:
             await asyncio.to_thread(self._process.start)
+        else:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._wal.checkpoint, self._engine
+            )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="nm-writer")
 
     async def stop(self) -> None:
@@ -487,7 +553,9 @@ class GroupCommitWriter:
             return None
 
     def _apply(self, events: list[TrackedEvent], seq: int) -> BatchOutcome:
-        return _apply_in_transaction(self._engine, events, self._notify, self._gate, seq)
+        return _apply_in_transaction(
+            self._engine, events, self._notify, self._gate, seq, self._wal
+        )
 
     def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
         with self._engine.connect() as conn:
@@ -509,12 +577,32 @@ def _send_notify(conn: Connection, payload: str) -> None:
 
 
 def _apply_in_transaction(
-    engine: Engine, events: list[TrackedEvent], notify: bool, gate: _CommitGate, seq: int
+    engine: Engine,
+    events: list[TrackedEvent],
+    notify: bool,
+    gate: _CommitGate,
+    seq: int,
+    wal: _WalKeeper,
 ) -> BatchOutcome:
     """Apply one batch in one write transaction (in the writer thread or process).
 
     Raises :class:`_Abandoned` (after rolling back) if the server gave up on it.
+    SQLite: a full disk gets one more try after folding the WAL back.
     """
+    try:
+        outcome = _apply_once(engine, events, notify, gate, seq)
+    except OperationalError as exc:
+        if wal.wal is None or not _is_disk_full(exc) or not wal.checkpoint(engine):
+            raise
+        log.warning("disk full; WAL folded back, writing the batch again")
+        outcome = _apply_once(engine, events, notify, gate, seq)
+    wal.after_commit(engine)
+    return outcome
+
+
+def _apply_once(
+    engine: Engine, events: list[TrackedEvent], notify: bool, gate: _CommitGate, seq: int
+) -> BatchOutcome:
     with engine.connect() as conn:
         write_options(conn)
         with conn.begin():
@@ -566,6 +654,8 @@ def _child_main(pipe: Pipe, url: str, busy_timeout: float, gate: _CommitGate) ->
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine = make_engine(url, busy_timeout=busy_timeout, pg_options=WRITER_PG_OPTIONS)
     notify = engine.dialect.name == "postgresql"
+    wal = _WalKeeper(engine)
+    wal.checkpoint(engine)  # a WAL a full disk left behind, now that there may be room
     pipe.send(("ready",))
     while True:
         try:
@@ -579,11 +669,13 @@ def _child_main(pipe: Pipe, url: str, busy_timeout: float, gate: _CommitGate) ->
                 pipe.send(("found", _first_refused(engine, message[1])))
                 continue
             _, seq, events = message
-            outcome = _apply_in_transaction(engine, events, notify, gate, seq)
+            outcome = _apply_in_transaction(engine, events, notify, gate, seq, wal)
         except _Abandoned:
             pipe.send(("abandoned",))
         except Exception as exc:
-            if _is_unavailable(exc):
+            if _is_disk_full(exc):
+                kind = "full"
+            elif _is_unavailable(exc):
                 kind = "unavailable"
             elif isinstance(exc, DBAPIError):
                 kind = "refused"
@@ -679,6 +771,8 @@ class _WriterProcess:
         message = await answer
         if message[0] == "error":
             _, kind, reason = message
+            if kind == "full":
+                raise StorageFull(reason)
             if kind == "unavailable":
                 raise DatabaseUnavailable(reason)
             if kind == "refused":
@@ -707,6 +801,9 @@ class _WriterProcess:
 def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, DatabaseUnavailable | EventRejected):
         return exc
+    if _is_disk_full(exc):
+        log.warning("database disk full: %s", describe_db_error(exc))
+        return StorageFull(describe_db_error(exc))
     if isinstance(exc, _BatchRefused):
         log.warning("event refused by the database: %s", exc)
         return EventRejected()
