@@ -374,3 +374,33 @@ def test_single_event_refused_by_database_is_422(client: httpx.Client, db: Engin
     ok = client.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "homepage"})
     assert ok.status_code == 200
     assert ok.json() == {"success": True}
+
+
+def test_nul_in_text_is_refused_alike_on_both_databases(client: httpx.Client, db: Engine) -> None:
+    """Text holding NUL gets a 422 naming the field on SQLite and PostgreSQL; nothing stored."""
+    nul = "NUL \u0000 here"
+    message = "must not contain the NUL character (\\u0000)"
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    before = row_counts(db)
+    batch = client.post(f"{P}/events", json={"events": [
+        {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
+        {"type": "page-visit", "sessionId": b, "pageType": "homepage", "pageUrl": nul},
+    ]})
+    assert batch.status_code == 422
+    assert batch.json() == {
+        "detail": f"events[1].pageUrl: {message}",
+        "errors": [{"field": "events[1].pageUrl", "message": message}],
+    }
+    single = client.post(f"{P}/track/page-visit",
+                         json={"sessionId": a, "pageType": "homepage", "pageUrl": nul})
+    assert single.status_code == 422
+    assert single.json() == {
+        "detail": f"pageUrl: {message}", "errors": [{"field": "pageUrl", "message": message}]
+    }
+    nested = client.post(f"{P}/track/payment-error", json=nested_error(a, "card_declined", nul))
+    assert nested.status_code == 422
+    assert nested.json() == {
+        "detail": f"errorDetails.errorMessage: {message}",
+        "errors": [{"field": "errorDetails.errorMessage", "message": message}],
+    }
+    assert row_counts(db) == before

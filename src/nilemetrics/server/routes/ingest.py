@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
@@ -75,8 +76,42 @@ def _event(
     )
 
 
+#: No database keeps NUL in text (PostgreSQL refuses it, in JSON too; SQLite stored
+#: it), so it is refused up front, the same way on both.
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+def _nul_loc(value: Any) -> tuple[str | int, ...] | None:
+    """Where in a JSON-like value the first text holding NUL is, or None."""
+    if isinstance(value, str):
+        return () if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return (key.replace("\x00", "\\u0000"),)
+            found = _nul_loc(item)
+            if found is not None:
+                return (key, *found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_loc(item)
+            if found is not None:
+                return (index, *found)
+    return None
+
+
+def _refuse_nul(body: BaseModel) -> None:
+    """422 naming the field if any text of ``body`` holds NUL."""
+    loc = _nul_loc(body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    if loc is not None:
+        raise RequestValidationError(
+            [{"loc": ("body", *loc), "msg": NUL_MESSAGE, "type": "value_error"}]
+        )
+
+
 async def _track(request: Request, kind: EventKind, body: SessionEventIn) -> SuccessOut:
     # No dependency injection on the hot path: each resolved dependency costs time.
+    _refuse_nul(body)
     state = get_state(request)
     await state.writer.submit(_event(state, request, kind, body.session_id, body))
     return SuccessOut()
@@ -104,6 +139,7 @@ async def session_start(
     """Start a session; the body (optional) names a logged-in customer."""
     state = get_state(request)
     body = body or SessionStartIn()
+    _refuse_nul(body)
     session_id = body.session_id or str(uuid7())
     applied = await state.writer.submit(
         _event(state, request, "session-start", session_id, body)
@@ -193,6 +229,12 @@ async def track_batch(
         if parsed.session_id is None:  # session-start, whose model makes it optional
             problems.append({"field": f"events[{index}].sessionId", "message": "Field required"})
             continue
+        nul = _nul_loc(parsed.model_dump(mode="json", by_alias=True, exclude_none=True))
+        if nul is not None:
+            problems.extend(describe_errors(
+                [{"loc": nul, "msg": NUL_MESSAGE}], prefix=f"events[{index}]"
+            ))
+            continue
         events.append(_event(state, request, kind, parsed.session_id, parsed))
     if problems:
         return JSONResponse(
@@ -245,6 +287,8 @@ def fast_handlers() -> dict[str, FastHandler]:
 
 def _fast_handler(kind: EventKind, model: type[SessionEventIn]) -> FastHandler:
     async def handle(scope: Scope, body: bytes, send: Send) -> bool:
+        if b"\\u0000" in body:
+            return False  # the route refuses NUL, naming the field
         try:
             parsed = model.model_validate_json(body)
         except ValidationError:
