@@ -4,8 +4,10 @@ Starts a server on loopback (SQLite in a temporary directory, open-files limit
 1,024 as on a default Linux account), opens N connections that send nothing or
 trickle a request's headers a byte at a time (reopening any the server closes),
 and meanwhile sends a normal request (POST session/start on a new connection)
-twice a second. Runs twice: ``nilemetrics serve`` as shipped, and the same app
-under uvicorn's defaults (the code before the connection limits).
+twice a second. Then it sends 8 requests with 64 MiB of headers each at once and
+records the answers and the server's memory. Runs twice: ``nilemetrics serve`` as
+shipped, and the same app under uvicorn's defaults (the code before the
+connection limits).
 
     python -m benchmarks.slowloris [--connections 1100] [--duration 20]
 
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,8 +66,8 @@ def _limit_fds() -> None:
 
 
 @contextlib.contextmanager
-def server(guarded: bool, tmp: Path) -> Iterator[int]:
-    """Run the server (guarded: ``nilemetrics serve``) until the block ends; yield its port."""
+def server(guarded: bool, tmp: Path) -> Iterator[tuple[int, int]]:
+    """Run the server (guarded: ``nilemetrics serve``) until the block ends; yield port, pid."""
     port = free_port()
     env = {
         **os.environ,
@@ -91,7 +94,7 @@ def server(guarded: bool, tmp: Path) -> Iterator[int]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start") from None
                 time.sleep(0.2)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -182,6 +185,39 @@ async def _delayed_probe(port: int, stop: float, probes: list[dict[str, Any]]) -
     await _probe(port, stop, probes)
 
 
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _big_headers_request(port: int, mib: int) -> str:
+    """One request with ``mib`` MiB of headers; the status line answered, or what happened."""
+    line = b"X-Big: " + b"a" * (1024 * 1024 - 9) + b"\r\n"
+    try:
+        with socket.create_connection((HOST, port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            with contextlib.suppress(OSError):
+                for _ in range(mib):
+                    sock.sendall(line)
+                sock.sendall(b"\r\n")
+            answer = sock.recv(200)
+    except OSError as exc:
+        return type(exc).__name__
+    return answer.split(b"\r\n", 1)[0].decode(errors="replace") or "closed"
+
+
+def big_headers(port: int, pid: int, requests: int = 8, mib: int = 64) -> dict[str, Any]:
+    """``requests`` requests of ``mib`` MiB of headers at once: answers and server memory."""
+    before = _rss_mb(pid)
+    with ThreadPoolExecutor(requests) as pool:
+        answers = list(pool.map(lambda _: _big_headers_request(port, mib), range(requests)))
+    return {"requests": requests, "header_mib_each": mib, "answers": answers,
+            "rss_mb_before": before, "rss_mb_after": _rss_mb(pid),
+            "rss_mb_peak": _rss_mb(pid, "VmHWM")}
+
+
 def main() -> None:
     """Run both servers under the same attack; print and store the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -194,8 +230,9 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 512), hard))
     runs = {}
     for name, guarded in (("serve", True), ("plain_uvicorn", False)):
-        with tempfile.TemporaryDirectory() as tmp, server(guarded, Path(tmp)) as port:
+        with tempfile.TemporaryDirectory() as tmp, server(guarded, Path(tmp)) as (port, pid):
             runs[name] = asyncio.run(attack(port, connections, duration))
+            runs[name]["big_headers"] = big_headers(port, pid)
         print(name, json.dumps(runs[name]))
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
