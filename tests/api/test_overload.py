@@ -174,7 +174,7 @@ def test_full_writer_queue_answers_503_at_once(settings: Settings, db: Engine) -
 def test_frozen_postgres_answers_503_in_time_and_writes_nothing_later(
     settings: Settings, db: Engine
 ) -> None:
-    """PostgreSQL frozen mid-transaction: 503 after write_timeout, nothing written on thaw."""
+    """PostgreSQL frozen: events and reads get 503 after write_timeout; nothing written on thaw."""
     proxy = PausableProxy(5432)
     proxy.start()
     url = str(settings.database_url).replace(":5432/", f":{proxy.port}/")
@@ -192,6 +192,10 @@ def test_frozen_postgres_answers_503_in_time_and_writes_nothing_later(
                     response, took = future.result()
                     _assert_unavailable(response)
                     assert 0.9 < took < 2.0, took
+            began = time.monotonic()
+            read = http.get(f"{P}/live-metrics", headers=live.auth)
+            _assert_unavailable(read)
+            assert time.monotonic() - began < 2.0
             proxy.flowing.set()
             deadline = time.monotonic() + 20
             while True:
