@@ -74,6 +74,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self._max_connections and not self._evict_one():
             self._refuse(503, b"too many connections; retry later")
+            self.connections.discard(self)  # while it lingers, it takes no one's place
             return
         self._waiting[self] = None
         self._arm()
