@@ -77,7 +77,7 @@ def test_full_disk_is_a_named_503_and_a_restart_accepts_again_after_room_is_made
                 "detail": "database disk full; nothing was stored, retry later"
             }
             assert response.headers["retry-after"] == "30"
-            # Before, the WAL filled the 7 MB left after about 500 of these events.
+            # Before, the WAL filled a whole 8 MB disk after 650 of these events.
             assert accepted > 2000, accepted
         assert _stored_visits(url) == accepted  # nothing of the refused batch
         ballast.unlink()
