@@ -92,8 +92,36 @@ class Settings(BaseSettings):
     refresh_interval: float = 2.0
     """How often live numbers are recomputed without events (sessions leaving the window)."""
 
-    sqlite_busy_timeout: float = 5.0
-    """Seconds a SQLite write waits for a lock held by another process before giving up."""
+    sqlite_busy_timeout: float = 2.0
+    """Seconds a SQLite write waits for a lock held by another process; then 503."""
+
+    write_timeout: float = Field(default=5.0, gt=0)
+    """Most seconds a request waits for its events to be written; then 503 and they never are.
+
+    (A batch whose commit has begun is waited for: its outcome is the answer.)
+    """
+
+    writer_queue_max: int = Field(default=10_000, ge=500)
+    """Most events waiting for the writer; beyond that, ingestion gets 503 at once."""
+
+    http_request_timeout: float = Field(default=15.0, gt=0)
+    """Seconds a client has to send a whole request (and its first one after connecting).
+
+    Slower connections get 408 and are closed, so idle and half-sent ones (slowloris)
+    cannot hold descriptors for good.
+    """
+
+    http_keep_alive_timeout: float = Field(default=5.0, gt=0)
+    """Seconds an idle kept-alive connection stays open between requests."""
+
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    """Largest request line plus headers; beyond it 431 and the connection is closed."""
+
+    http_max_connections: int = Field(default=900, ge=1)
+    """Most open connections; beyond it new ones get 503 at once.
+
+    Keep it below the open-files limit (``ulimit -n``): the database needs descriptors too.
+    """
 
     forwarded_allow_ips: str = "127.0.0.1"
     """Proxies whose X-Forwarded-For is trusted for the client IP (uvicorn's setting)."""
@@ -105,7 +133,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "live_window", "session_timeout", "cleanup_interval", "push_interval",
-        "refresh_interval", "sqlite_busy_timeout", mode="before",
+        "refresh_interval", "sqlite_busy_timeout", "write_timeout", "http_request_timeout",
+        "http_keep_alive_timeout", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> object:

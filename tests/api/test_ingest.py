@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
-import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 from tests.api.conftest import row_counts, rows
@@ -280,31 +282,95 @@ def test_single_event_answers_are_plain_and_carry_cors_once(
     assert "PageVisitIn" in json.dumps(paths[f"{P}/track/page-visit"])
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_event_refused_by_database_is_isolated(client: httpx.Client, db: Engine) -> None:
-    """An event the database refuses (here: a CHECK constraint) fails alone.
+REFUSED_URL = "https://shop.test/refused-by-the-database"
 
-    Its batch is retried one event at a time, in order: the events around it are
-    stored, and the request that carried it gets a 422.
-    """
-    with db.begin() as conn:
-        conn.execute(text(
-            "ALTER TABLE page_visits ADD CONSTRAINT test_refuse CHECK (page_url <> 'refuse me')"
-        ))
-    try:
-        a, b, c = (str(uuid.uuid4()) for _ in range(3))
-        events = [
-            {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
-            {"type": "page-visit", "sessionId": b, "pageType": "homepage",
-             "pageUrl": "refuse me"},
-            {"type": "page-visit", "sessionId": c, "pageType": "search"},
+
+@contextlib.contextmanager
+def refusing_trigger(db: Engine) -> Iterator[None]:
+    """A trigger refusing page visits to REFUSED_URL: a refusal validation cannot see."""
+    if db.dialect.name == "postgresql":
+        create = [
+            "CREATE FUNCTION nm_test_refuse() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.page_url = '{REFUSED_URL}' THEN RAISE EXCEPTION 'refused by test' "
+            "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER nm_test_refuse BEFORE INSERT ON page_visits "
+            "FOR EACH ROW EXECUTE FUNCTION nm_test_refuse()",
         ]
-        response = client.post(f"{P}/events", json={"events": events})
-        assert response.status_code == 422
-        assert response.json() == {"detail": "the event was refused by the database"}
-        assert sorted(r.session_id for r in rows(db, visits_t)) == sorted([a, c])
-        ok = client.post(f"{P}/track/page-visit", json={"sessionId": b, "pageType": "homepage"})
-        assert ok.status_code == 200
+        drop = ["DROP TRIGGER nm_test_refuse ON page_visits", "DROP FUNCTION nm_test_refuse()"]
+    else:
+        create = [
+            "CREATE TRIGGER nm_test_refuse BEFORE INSERT ON page_visits "
+            f"WHEN NEW.page_url = '{REFUSED_URL}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        ]
+        drop = ["DROP TRIGGER nm_test_refuse"]
+    with db.begin() as conn:
+        for statement in create:
+            conn.exec_driver_sql(statement)
+    try:
+        yield
     finally:
         with db.begin() as conn:
-            conn.execute(text("ALTER TABLE page_visits DROP CONSTRAINT test_refuse"))
+            for statement in drop:
+                conn.exec_driver_sql(statement)
+
+
+def test_batch_with_refused_event_stores_nothing_and_names_it(
+    client: httpx.Client, db: Engine, server: LiveServer
+) -> None:
+    """A batch holding an event the database refuses: 422 naming it, nothing stored.
+
+    Requests sent at the same time, possibly committed in the same group commit, are
+    stored; a retry without the refused event counts each event once.
+    """
+    a, b, c = (str(uuid.uuid4()) for _ in range(3))
+    good = [
+        {"type": "page-visit", "sessionId": a, "pageType": "homepage"},
+        {"type": "page-visit", "sessionId": c, "pageType": "search"},
+    ]
+    bad = {"type": "page-visit", "sessionId": b, "pageType": "homepage", "pageUrl": REFUSED_URL}
+    others = [str(uuid.uuid4()) for _ in range(8)]
+    with refusing_trigger(db):
+        before = row_counts(db)
+        with ThreadPoolExecutor(len(others) + 1) as pool:
+            refused = pool.submit(
+                client.post, f"{P}/events", json={"events": [good[0], bad, good[1]]}
+            )
+            singles = [
+                pool.submit(client.post, f"{P}/track/page-visit",
+                            json={"sessionId": sid, "pageType": "offer", "pageIdentifier": "x"})
+                for sid in others
+            ]
+            response = refused.result()
+            assert [s.result().status_code for s in singles] == [200] * len(others)
+        assert response.status_code == 422
+        assert response.json() == {
+            "detail": "events[1]: the event was refused by the database",
+            "errors": [
+                {"field": "events[1]", "message": "the event was refused by the database"}
+            ],
+        }
+        after = row_counts(db)
+        assert after["page_visits"] - before["page_visits"] == len(others)
+        assert sorted(r.session_id for r in rows(db, visits_t)) == sorted(others)
+        retry = client.post(f"{P}/events", json={"events": good})
+        assert retry.status_code == 200
+        assert retry.json() == {"success": True, "accepted": 2, "duplicates": 0}
+    assert sorted(r.session_id for r in rows(db, visits_t)) == sorted([*others, a, c])
+    assert server.state.writer.events == len(others) + 2
+
+
+def test_single_event_refused_by_database_is_422(client: httpx.Client, db: Engine) -> None:
+    """A single event the database refuses gets 422 and changes nothing; others go on."""
+    sid = str(uuid.uuid4())
+    with refusing_trigger(db):
+        before = row_counts(db)
+        response = client.post(f"{P}/track/page-visit",
+                               json={"sessionId": sid, "pageType": "homepage",
+                                     "pageUrl": REFUSED_URL})
+        assert response.status_code == 422
+        assert response.json() == {"detail": "the event was refused by the database"}
+        assert row_counts(db) == before
+    ok = client.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "homepage"})
+    assert ok.status_code == 200
+    assert ok.json() == {"success": True}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +17,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from nilemetrics.server import hub
 from tests.api.journeys import P, nested_error
 from tests.support import LiveServer
 
@@ -181,3 +185,49 @@ async def test_rows_changed_outside_the_server_are_pushed(server: LiveServer, db
             conn.execute(delete(errors_t))
         await recv_until(ws, lambda f: f["event"] == "payment-errors-update" and not f["data"],
                          timeout=3)
+
+
+def test_client_that_stops_reading_is_dropped(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber that never reads is dropped once a send is stuck for SEND_TIMEOUT."""
+    monkeypatch.setattr(hub, "SEND_TIMEOUT", 1.0)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up soon
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {P}/ws?token={server.token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert sock.recv(12) == b"HTTP/1.1 101"  # from here on, it never reads again
+
+    def websockets_open() -> int:
+        return sum("WebSocket" in type(c).__name__ for c in server.server.server_state.connections)
+
+    hub_state = server.state.hub
+    try:
+        with httpx.Client(base_url=server.base_url) as http:
+            deadline = time.monotonic() + 5
+            while not hub_state.subscribers:
+                assert time.monotonic() < deadline, "never subscribed"
+                time.sleep(0.02)
+            sid = str(uuid.uuid4())
+            http.post(f"{P}/track/checkout-start",
+                      json={"sessionId": sid, "checkoutItems": [], "totalAmount": 10})
+            deadline = time.monotonic() + 30
+            n = 0
+            while hub_state.subscribers:
+                assert time.monotonic() < deadline, "the stuck subscriber was never dropped"
+                n += 1  # every error changes the (large) payment-errors frame
+                body = nested_error(sid, f"E{n}", f"{n} " + "x" * 2000)
+                assert http.post(f"{P}/track/payment-error", json=body).status_code == 200
+                time.sleep(0.06)
+        deadline = time.monotonic() + 5
+        while websockets_open():
+            assert time.monotonic() < deadline, "the connection is still open"
+            time.sleep(0.05)
+    finally:
+        sock.close()

@@ -122,6 +122,7 @@ def serve(
         soft_wrap=True,
     )
     from nilemetrics.server.app import create_app
+    from nilemetrics.server.http_guard import uvicorn_limits
 
     app = create_app(settings)
     uvicorn.run(
@@ -136,4 +137,6 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips,
         ws="websockets-sansio",
         ws_ping_interval=20,
+        # Slow, oversized and too many connections: 408, 431, 503 (see http_guard).
+        **uvicorn_limits(settings),
     )

@@ -30,14 +30,14 @@ from nilemetrics.server.db import (
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
-from nilemetrics.server.middleware import IngestBodyMiddleware
+from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.state import ServerState
 from nilemetrics.server.validation import validation_error_handler
-from nilemetrics.server.writer import EventRejected, GroupCommitWriter
+from nilemetrics.server.writer import EventRejected, GroupCommitWriter, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             on_commit=on_commit,
             process_url=url if settings.writer_process else None,
             busy_timeout=settings.sqlite_busy_timeout,
+            write_timeout=settings.write_timeout,
+            max_queued=settings.writer_queue_max,
         )
         state = ServerState(
             settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
@@ -148,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)
     app.add_exception_handler(EventRejected, _rejected)
+    app.add_exception_handler(StorageFull, _storage_full)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,
@@ -155,6 +158,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         fast=ingest.fast_handlers(),
         allowed_origins=settings.allowed_origins,
     )
+    app.add_middleware(ConnectionAbortMiddleware)
     # Outermost, so that error answers carry CORS headers the browser can read.
     app.add_middleware(
         CORSMiddleware,
@@ -193,6 +197,15 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         status_code=503,
         content={"detail": "database unavailable; nothing was stored, retry later"},
         headers={"Retry-After": "1"},
+    )
+
+
+async def _storage_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database disk full for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "database disk full; nothing was stored, retry later"},
+        headers={"Retry-After": "30"},
     )
 
 

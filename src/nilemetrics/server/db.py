@@ -135,6 +135,11 @@ def _tune_sqlite(engine: Engine, busy_timeout: float, path: Path | None = None) 
         # are as durable as before (synchronous=FULL syncs the WAL at each commit);
         # erasure still truncates the WAL (erasure.checkpoint_sqlite).
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
+        # A WAL file keeps its largest size; one that grew past this (a long reader
+        # held checkpoints back) is cut back to it once folded. Above the ~40 MB of
+        # normal operation, so ordinary commits never pay for regrowing the file.
+        # On small disks the writer folds the WAL back early (writer._WalKeeper).
+        cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -21,6 +21,11 @@ from nilemetrics.protocol import WsEvent
 
 log = logging.getLogger(__name__)
 
+#: Seconds one frame may take to go out. A client that stops reading fills the
+#: socket's buffers; then a send (and a close) would wait forever, holding the
+#: connection. After this long the send fails and the connection is dropped.
+SEND_TIMEOUT = 10.0
+
 
 def frame(event: str, data: Any) -> str:
     """Encode one WebSocket frame."""
@@ -43,13 +48,13 @@ class Subscriber:
         self._wake.set()
 
     async def pump(self) -> None:
-        """Send frames as they come, until the connection fails."""
+        """Send frames as they come, until the connection fails (TimeoutError: stuck)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             pending, self._pending = self._pending, {}
             for text in pending.values():
-                await self.websocket.send_text(text)
+                await asyncio.wait_for(self.websocket.send_text(text), SEND_TIMEOUT)
                 self.sent += 1
 
 

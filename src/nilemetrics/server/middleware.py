@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -155,3 +156,32 @@ class IngestBodyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+#: Scope key of a function that drops a WebSocket's connection at once (or None).
+ABORT_KEY = "nilemetrics.abort"
+
+
+class ConnectionAbortMiddleware:
+    """Give WebSocket handlers a way to drop their connection without flushing it.
+
+    ASGI can only close a WebSocket politely, and a close frame queues behind
+    everything unsent: to a client that stopped reading, it never goes out and
+    the connection stays open for good. The server's transport can drop it.
+    uvicorn's ``send`` is a method of its protocol object, which holds the
+    transport; any other server gets ``None`` (and keeps the polite close).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[ABORT_KEY] = _transport_abort(send)
+        await self.app(scope, receive, send)
+
+
+def _transport_abort(send: Send) -> Callable[[], None] | None:
+    transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    return abort if callable(abort) else None

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import HTTPConnection
 
 from nilemetrics.config import Settings
@@ -40,14 +42,23 @@ class ServerState:
         return self.clock.now()
 
     async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run a read-only ``query(conn)`` off the event loop; 503 if the database is down."""
-        return await run_in_threadpool(self._read, query)
+        """Run a read-only ``query(conn)`` off the event loop; 503 if the database is down.
+
+        Also 503 if it has not answered within ``write_timeout`` (a hung database):
+        the thread waiting on it is left behind, not waited for.
+        """
+        timeout = self.settings.write_timeout
+        try:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(self._read, query, abandon_on_cancel=True)
+        except TimeoutError:
+            raise DatabaseUnavailable(f"no answer within {timeout:g} s") from None
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         try:
             with self.engine.connect() as conn, conn.begin():
                 return query(conn)
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:  # PoolTimeout: every connection is stuck
             raise DatabaseUnavailable(describe_db_error(exc)) from exc
 
     def context(self, conn: HTTPConnection) -> RequestContext:

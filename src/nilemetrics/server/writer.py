@@ -11,18 +11,42 @@ Python work and the HTTP side took turns on the GIL: after every call into the
 database driver the writer waited for the event loop to let go, so batches took
 three times their CPU time and requests waited for them. Rare maintenance jobs
 (cleanup, erasure) still run in a thread here, serialised with the batches.
+
+A request's events are one unit: all of them are committed, or none. When the
+database refuses something in a batch, the batch's requests are retried one
+request at a time, so a bad request fails alone and takes nobody else's events
+down, and no request is answered "failed" while some of its events were stored.
+
+Waiting is bounded, so a hung database (PostgreSQL stopped, a frozen disk, a
+SQLite lock held elsewhere) cannot pile up memory or write stale work later:
+
+- the queue holds at most ``max_queued`` events (a job counts as one); beyond
+  that a submission fails at once (503);
+- a request not answered within ``write_timeout`` gets 503. Events still queued
+  are dropped from the queue. A batch the database is working on is abandoned:
+  the writer rolls it back instead of committing it (see :class:`_CommitGate`).
+  Only a batch whose commit has begun cannot be abandoned; its requests wait
+  for the true outcome, so a 503 never stands for something later committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import mmap
+import os
 import signal
 import socket
+import sqlite3
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
@@ -57,26 +81,190 @@ NOTIFY_CHANNEL = "nilemetrics_changes"
 #: run elsewhere and are planned normally.
 WRITER_PG_OPTIONS = "-c enable_seqscan=off -c enable_bitmapscan=off"
 
+REFUSED = "the event was refused by the database"
+
 
 class EventRejected(Exception):
-    """The database refused one event that passed validation (reported as a 4xx)."""
+    """The database refused an event that passed validation (reported as a 4xx).
+
+    ``index``: the refused event's position in its request, when it was found.
+    """
+
+    def __init__(self, message: str = REFUSED, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class WriterBusy(DatabaseUnavailable):
+    """The writer's queue is full: the database is not keeping up (503, retry later)."""
+
+
+class WriteTimedOut(DatabaseUnavailable):
+    """A request's events were not written in time; they never will be (503)."""
+
+
+class StorageFull(DatabaseUnavailable):
+    """The database's disk is full: nothing was stored (503 naming the cause)."""
 
 
 class _BatchRefused(Exception):
     """The writer process's database refused something in a batch (to be isolated)."""
 
 
-@dataclass(slots=True)
-class _EventItem:
-    event: TrackedEvent
-    future: asyncio.Future[bool]
+class _Abandoned(Exception):
+    """The server gave up on the batch before its commit; it was rolled back."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
+class _Group:
+    """One request's events, written together or not at all."""
+
+    events: list[TrackedEvent]
+    future: asyncio.Future[list[bool]]
+    timer: asyncio.TimerHandle | None = None
+    #: The batch it was last handed to the database with (0: still queued).
+    seq: int = 0
+
+
+@dataclass(slots=True, eq=False)
 class _JobItem:
     job: Callable[[Connection], Any]
     future: asyncio.Future[Any]
     notify: bool = True
+    timer: asyncio.TimerHandle | None = None
+    running: bool = False
+
+
+_RUNNING, _COMMITTING, _ABANDONED = 0, 1, 2
+_GATE = struct.Struct("qq")
+
+
+class _CommitGate:
+    """Decides, once per batch, between the writer committing it and the server giving up.
+
+    Batch number and phase live in a few bytes the writer process maps too; a
+    lock around each transition makes the two exclusive. The writer calls
+    :meth:`commit` right before COMMIT and rolls back if it says no; the server
+    calls :meth:`abandon` when a request's time is up, and may answer 503 only if
+    it says yes. Whichever comes first wins.
+    """
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = fd
+        if fd is None:
+            self._map = mmap.mmap(-1, _GATE.size)
+        else:
+            self._map = mmap.mmap(fd, _GATE.size)
+        self._thread_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> _CommitGate:
+        """A gate in an unlinked file whose descriptor a child process can inherit."""
+        handle = tempfile.TemporaryFile()
+        fd = os.dup(handle.fileno())
+        handle.close()
+        os.ftruncate(fd, _GATE.size)
+        return cls(fd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.fd is None:
+            with self._thread_lock:
+                yield
+            return
+        # A record lock excludes the other process (never another thread of this one:
+        # only the event loop's thread uses the gate on the server's side).
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def open(self, seq: int) -> None:
+        """Batch ``seq`` is about to be handed to the database."""
+        with self._locked():
+            _GATE.pack_into(self._map, 0, seq, _RUNNING)
+
+    def commit(self, seq: int) -> bool:
+        """Writer side: may batch ``seq`` be committed? (After yes it can't be abandoned.)"""
+        with self._locked():
+            current, phase = _GATE.unpack_from(self._map, 0)
+            if current == seq and phase == _ABANDONED:
+                return False
+            _GATE.pack_into(self._map, 0, seq, _COMMITTING)
+            return True
+
+    def abandon(self, seq: int) -> bool:
+        """Server side: give up on batch ``seq`` unless its commit has begun."""
+        with self._locked():
+            current, phase = _GATE.unpack_from(self._map, 0)
+            if current != seq or phase != _RUNNING:
+                return False
+            _GATE.pack_into(self._map, 0, seq, _ABANDONED)
+            return True
+
+    def close(self) -> None:
+        """Release the mapping (and the file)."""
+        self._map.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return getattr(orig, "sqlstate", None) == "53100"  # PostgreSQL: disk_full
+
+
+class _WalKeeper:
+    """SQLite on a small disk: fold the WAL back before it fills the disk.
+
+    The WAL is folded back every 10,000 pages (~40 MB, see db.py): on a disk
+    with less room than that it filled the disk, and then even folding it back
+    failed (that needs room for the database file to grow), so the server, and
+    a restarted one, accepted nothing. After each commit the writer compares the
+    WAL's size with the room left; once the WAL is the larger it is folded back
+    and truncated while there is still room to do so. On a roomy disk that
+    never happens. The writer also folds it back when it starts (a WAL left by
+    a full disk, once room was made) and once when a write finds the disk full.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.wal = f"{database}-wal" if database and database != ":memory:" else None
+
+    def after_commit(self, engine: Engine) -> None:
+        """Fold the WAL back if it takes more than the room left on its disk."""
+        if self.wal is None:
+            return
+        try:
+            size = os.stat(self.wal).st_size
+            disk = os.statvfs(self.wal)
+        except OSError:
+            return
+        if size > disk.f_bavail * disk.f_frsize:
+            log.warning("disk nearly full (WAL %d bytes, %d free): folding the WAL back",
+                        size, disk.f_bavail * disk.f_frsize)
+            self.checkpoint(engine)
+
+    def checkpoint(self, engine: Engine) -> bool:
+        """Copy the WAL into the database and truncate it; False if that failed."""
+        if self.wal is None:
+            return False
+        try:
+            with engine.connect() as conn:
+                # The raw connection runs in autocommit: no transaction around the pragma.
+                raw: Any = conn.connection.dbapi_connection
+                busy = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except DBAPIError as exc:
+            log.warning("could not fold the SQLite WAL back: %s", describe_db_error(exc))
+            return False
+        except sqlite3.Error as exc:
+            log.warning("could not fold the SQLite WAL back: %s", exc)
+            return False
+        return bool(busy == 0)
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -96,19 +284,31 @@ class GroupCommitWriter:
         on_commit: Callable[[BatchOutcome], None],
         process_url: str | None = None,
         busy_timeout: float = 5.0,
+        write_timeout: float = 5.0,
+        max_queued: int = 10_000,
     ) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._on_commit = on_commit
-        self._queue: deque[_EventItem | _JobItem] = deque()
+        self._write_timeout = write_timeout
+        self._max_queued = max_queued
+        self._queue: deque[_Group | _JobItem] = deque()
+        #: Events (and jobs) in the queue, not yet handed to the database.
+        self._queued = 0
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-writer")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._notify = engine.dialect.name == "postgresql"
+        self._gate = _CommitGate.shared() if process_url is not None else _CommitGate()
         self._process = (
-            _WriterProcess(process_url, busy_timeout) if process_url is not None else None
+            _WriterProcess(process_url, busy_timeout, self._gate)
+            if process_url is not None
+            else None
         )
+        self._wal = _WalKeeper(engine)
+        self._seq = 0
+        self._in_flight: list[_Group] = []
         self.batches = 0
         self.events = 0
 
@@ -116,6 +316,10 @@ class GroupCommitWriter:
         """Start the writer process (if any) and the writer loop on the running loop."""
         if self._process is not None:
             await asyncio.to_thread(self._process.start)
+        else:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._wal.checkpoint, self._engine
+            )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="nm-writer")
 
     async def stop(self) -> None:
@@ -127,42 +331,104 @@ class GroupCommitWriter:
         if self._process is not None:
             await asyncio.to_thread(self._process.close)
         self._executor.shutdown(wait=True)
+        self._gate.close()
 
     async def submit(self, event: TrackedEvent) -> bool:
         """Queue one event; return once it is committed (False: a duplicate eventId)."""
-        if self._closing:
-            raise DatabaseUnavailable("server is shutting down")
-        item = _EventItem(event, asyncio.get_running_loop().create_future())
-        self._queue.append(item)
-        self._wake.set()
-        return await item.future
+        return (await self._submit([event]))[0]
 
     async def submit_many(self, events: list[TrackedEvent]) -> list[bool]:
-        """Queue events together (in order); return once all are committed."""
+        """Queue events together (in order); return once all are committed.
+
+        All or nothing: if any of them cannot be written, none is.
+        """
+        return await self._submit(events)
+
+    def _admit(self, count: int) -> None:
         if self._closing:
             raise DatabaseUnavailable("server is shutting down")
+        if self._queued + count > self._max_queued:
+            raise WriterBusy(
+                f"the writer's queue is full ({self._queued} waiting): "
+                "the database is not keeping up"
+            )
+
+    async def _submit(self, events: list[TrackedEvent]) -> list[bool]:
+        self._admit(len(events))
         loop = asyncio.get_running_loop()
-        items = [_EventItem(event, loop.create_future()) for event in events]
-        self._queue.extend(items)
+        group = _Group(events, loop.create_future())
+        group.timer = loop.call_later(self._write_timeout, self._expire, group)
+        self._queue.append(group)
+        self._queued += len(events)
         self._wake.set()
-        # Answer only once every event is settled: a refused one must not answer the
-        # request while its batch-mates are still being written.
-        results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return [bool(result) for result in results]
+        try:
+            return await group.future
+        except asyncio.CancelledError:
+            self._drop(group)  # nobody waits for it any more: never write it later
+            raise
+        finally:
+            group.timer.cancel()
 
     async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
         """Run ``job(conn)`` in the writer thread in its own write transaction.
 
         Jobs and batches take turns, so a job never waits for a batch's lock.
         ``notify``: tell other server processes (PostgreSQL) that data changed.
+        A job still queued after ``write_timeout`` is dropped (503); a running one
+        is waited for.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_JobItem(job, future, notify))
+        self._admit(1)
+        loop = asyncio.get_running_loop()
+        item = _JobItem(job, loop.create_future(), notify)
+        item.timer = loop.call_later(self._write_timeout, self._expire_job, item)
+        self._queue.append(item)
+        self._queued += 1
         self._wake.set()
-        return await future
+        try:
+            result: T = await item.future
+            return result
+        finally:
+            item.timer.cancel()
+
+    def _timed_out(self) -> WriteTimedOut:
+        return WriteTimedOut(
+            f"not written within {self._write_timeout:g} s: the database is not keeping up"
+        )
+
+    def _drop(self, group: _Group) -> bool:
+        """Take a group out of the queue if it is still there (never handed over)."""
+        if group.seq != 0:
+            return False
+        try:
+            self._queue.remove(group)
+        except ValueError:
+            return False
+        self._queued -= len(group.events)
+        return True
+
+    def _expire(self, group: _Group) -> None:
+        """A request's time is up: answer 503 unless its events may yet be committed."""
+        if group.future.done():
+            return
+        if self._drop(group):
+            group.future.set_exception(self._timed_out())
+            return
+        if group.seq and group.seq == self._seq and self._gate.abandon(group.seq):
+            # The writer will roll this batch back: none of its requests is stored.
+            for member in self._in_flight:
+                if not member.future.done():
+                    member.future.set_exception(self._timed_out())
+        # Otherwise its commit is under way: the answer waits for the outcome.
+
+    def _expire_job(self, item: _JobItem) -> None:
+        if item.future.done() or item.running:
+            return
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            return
+        self._queued -= 1
+        item.future.set_exception(self._timed_out())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -176,6 +442,8 @@ class GroupCommitWriter:
             head = self._queue[0]
             if isinstance(head, _JobItem):
                 self._queue.popleft()
+                self._queued -= 1
+                head.running = True
                 try:
                     result = await loop.run_in_executor(
                         self._executor, self._job, head.job, head.notify
@@ -187,48 +455,107 @@ class GroupCommitWriter:
                     if not head.future.done():
                         head.future.set_result(result)
                 continue
-            batch: list[_EventItem] = []
-            while self._queue and len(batch) < self._max_batch:
+            # Whole requests only: a request's events never straddle two batches.
+            batch: list[_Group] = []
+            count = 0
+            while self._queue:
                 item = self._queue[0]
-                if not isinstance(item, _EventItem):
+                if not isinstance(item, _Group) or (
+                    batch and count + len(item.events) > self._max_batch
+                ):
                     break
                 batch.append(item)
+                count += len(item.events)
                 self._queue.popleft()
+            self._queued -= count
             await self._write(loop, batch)
 
-    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_EventItem]) -> None:
-        events = [item.event for item in batch]
+    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_Group]) -> None:
+        now = loop.time()
+        for group in batch:
+            # Its time ran out while it was away from the queue (being isolated).
+            if group.timer is not None and group.timer.when() <= now and not group.future.done():
+                group.future.set_exception(self._timed_out())
+        batch = [group for group in batch if not group.future.done()]
+        if not batch:
+            return
+        events = [event for group in batch for event in group.events]
+        self._seq += 1
+        seq = self._seq
+        self._gate.open(seq)
+        for group in batch:
+            group.seq = seq
+        self._in_flight = batch
         try:
             if self._process is not None:
-                outcome = await self._process.apply(loop, events)
+                outcome = await self._process.apply(loop, events, seq)
             else:
-                outcome = await loop.run_in_executor(self._executor, self._apply, events)
+                outcome = await loop.run_in_executor(self._executor, self._apply, events, seq)
+        except _Abandoned:
+            return  # its requests were answered when it was abandoned
         except Exception as exc:
-            unavailable = _is_unavailable(exc) or isinstance(exc, DatabaseUnavailable)
-            if unavailable or len(batch) == 1:
-                error = _translate(exc)
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                return
-            # Something in the batch was refused: isolate it, keep the rest.
-            log.warning("batch of %d failed (%s); retrying one by one", len(batch),
-                        describe_db_error(exc))
-            for item in batch:
-                await self._write(loop, [item])
+            await self._failed(loop, batch, exc)
             return
+        finally:
+            self._in_flight = []
         self.batches += 1
         self.events += len(events)
-        for item, applied in zip(batch, outcome.applied, strict=True):
-            if not item.future.done():
-                item.future.set_result(applied)
+        start = 0
+        for group in batch:
+            end = start + len(group.events)
+            if not group.future.done():
+                group.future.set_result(outcome.applied[start:end])
+            else:  # the gate makes this impossible; say so loudly if it ever is not
+                log.error("a batch was committed after one of its requests was answered")
+            start = end
         try:
             self._on_commit(outcome)
         except Exception:  # a push problem must never fail ingestion
             log.exception("on_commit callback failed")
 
-    def _apply(self, events: list[TrackedEvent]) -> BatchOutcome:
-        return _apply_in_transaction(self._engine, events, self._notify)
+    async def _failed(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Group], exc: Exception
+    ) -> None:
+        """A batch was rolled back: answer, or retry its requests one at a time."""
+        unavailable = _is_unavailable(exc) or isinstance(exc, DatabaseUnavailable)
+        refused = not unavailable and (
+            isinstance(exc, _BatchRefused) or isinstance(exc, DBAPIError)
+        )
+        if refused and len(batch) > 1:
+            # Something in the batch was refused: isolate its request, keep the rest.
+            log.warning("batch of %d requests refused (%s); retrying request by request",
+                        len(batch), describe_db_error(exc))
+            for group in batch:
+                await self._write(loop, [group])
+            return
+        if refused:
+            group = batch[0]
+            log.warning("event refused by the database: %s", describe_db_error(exc))
+            error: Exception = EventRejected(index=await self._find_refused(loop, group))
+        else:
+            error = _translate(exc)
+        for group in batch:
+            if not group.future.done():
+                group.future.set_exception(error)
+
+    async def _find_refused(self, loop: asyncio.AbstractEventLoop, group: _Group) -> int | None:
+        """Which of a refused request's events the database refuses (None: not found)."""
+        if len(group.events) == 1:
+            return 0
+        try:
+            if self._process is not None:
+                return await self._process.find_refused(loop, group.events)
+            return await loop.run_in_executor(
+                self._executor, _first_refused, self._engine, group.events
+            )
+        except Exception as exc:
+            log.warning("could not tell which event was refused: %s", exc)
+            return None
+
+    def _apply(self, events: list[TrackedEvent], seq: int) -> BatchOutcome:
+        return _apply_in_transaction(
+            self._engine, events, self._notify, self._gate, seq, self._wal
+        )
 
     def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
         with self._engine.connect() as conn:
@@ -250,36 +577,105 @@ def _send_notify(conn: Connection, payload: str) -> None:
 
 
 def _apply_in_transaction(
-    engine: Engine, events: list[TrackedEvent], notify: bool
+    engine: Engine,
+    events: list[TrackedEvent],
+    notify: bool,
+    gate: _CommitGate,
+    seq: int,
+    wal: _WalKeeper,
 ) -> BatchOutcome:
-    """Apply one batch in one write transaction (in the writer thread or process)."""
+    """Apply one batch in one write transaction (in the writer thread or process).
+
+    Raises :class:`_Abandoned` (after rolling back) if the server gave up on it.
+    SQLite: a full disk gets one more try after folding the WAL back.
+    """
+    try:
+        outcome = _apply_once(engine, events, notify, gate, seq)
+    except OperationalError as exc:
+        if wal.wal is None or not _is_disk_full(exc) or not wal.checkpoint(engine):
+            raise
+        log.warning("disk full; WAL folded back, writing the batch again")
+        outcome = _apply_once(engine, events, notify, gate, seq)
+    wal.after_commit(engine)
+    return outcome
+
+
+def _apply_once(
+    engine: Engine, events: list[TrackedEvent], notify: bool, gate: _CommitGate, seq: int
+) -> BatchOutcome:
     with engine.connect() as conn:
         write_options(conn)
         with conn.begin():
             outcome = apply_batch(conn, events)
             if notify and outcome.changed:
                 _send_notify(conn, "errors" if outcome.payment_errors else "metrics")
+            if not gate.commit(seq):
+                raise _Abandoned  # leaving the block rolls back
         return outcome
 
 
-def _child_main(pipe: Pipe, url: str, busy_timeout: float) -> None:
+def _first_refused(engine: Engine, events: list[TrackedEvent]) -> int | None:
+    """The index of the first event the database refuses, or None.
+
+    Bisects over prefixes of ``events``, each applied in a transaction that is
+    rolled back (a prefix fails once it holds the refused event): a handful of
+    transactions even for a request of 500 events. Only run after a refusal.
+    """
+
+    def refused(n: int) -> bool:
+        with engine.connect() as conn:
+            write_options(conn)
+            trans = conn.begin()
+            try:
+                apply_batch(conn, events[:n])
+            except DBAPIError as exc:
+                if _is_unavailable(exc):
+                    raise
+                return True
+            finally:
+                trans.rollback()
+            return False
+
+    if not refused(len(events)):
+        return None
+    low, high = 1, len(events)
+    while low < high:
+        middle = (low + high) // 2
+        if refused(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low - 1
+
+
+def _child_main(pipe: Pipe, url: str, busy_timeout: float, gate: _CommitGate) -> None:
     """The writer process: apply each batch it is sent, answer how it went."""
     # Ctrl-C goes to the whole process group; the server shuts this process down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine = make_engine(url, busy_timeout=busy_timeout, pg_options=WRITER_PG_OPTIONS)
     notify = engine.dialect.name == "postgresql"
+    wal = _WalKeeper(engine)
+    wal.checkpoint(engine)  # a WAL a full disk left behind, now that there may be room
     pipe.send(("ready",))
     while True:
         try:
-            events = pipe.recv()
+            message = pipe.recv()
         except (EOFError, OSError):
             break
-        if events is None:
+        if message is None:
             break
         try:
-            outcome = _apply_in_transaction(engine, events, notify)
+            if message[0] == "find":
+                pipe.send(("found", _first_refused(engine, message[1])))
+                continue
+            _, seq, events = message
+            outcome = _apply_in_transaction(engine, events, notify, gate, seq, wal)
+        except _Abandoned:
+            pipe.send(("abandoned",))
         except Exception as exc:
-            if _is_unavailable(exc):
+            if _is_disk_full(exc):
+                kind = "full"
+            elif _is_unavailable(exc):
                 kind = "unavailable"
             elif isinstance(exc, DBAPIError):
                 kind = "refused"
@@ -295,9 +691,10 @@ def _child_main(pipe: Pipe, url: str, busy_timeout: float) -> None:
 class _WriterProcess:
     """A child process that owns the write connection; one batch in flight at a time."""
 
-    def __init__(self, url: str, busy_timeout: float) -> None:
+    def __init__(self, url: str, busy_timeout: float, gate: _CommitGate) -> None:
         self._url = url
         self._busy_timeout = busy_timeout
+        self._gate = gate
         self._pipe: Pipe | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -305,14 +702,16 @@ class _WriterProcess:
         """Start the process and wait until its database engine is ready (blocking).
 
         A fresh interpreter (never a fork of this threaded process), started as
-        ``python -m nilemetrics.server.writer FD`` so that it does not re-import
-        whatever script started the server. The URL travels over the socket, not
-        the command line, where ``ps`` would show its password.
+        ``python -m nilemetrics.server.writer FD GATE_FD`` so that it does not
+        re-import whatever script started the server. The URL travels over the
+        socket, not the command line, where ``ps`` would show its password.
         """
+        assert self._gate.fd is not None
         ours, theirs = socket.socketpair()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nilemetrics.server.writer", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
+            [sys.executable, "-m", "nilemetrics.server.writer", str(theirs.fileno()),
+             str(self._gate.fd)],
+            pass_fds=(theirs.fileno(), self._gate.fd),
             stdin=subprocess.DEVNULL,
         )
         theirs.close()
@@ -345,10 +744,8 @@ class _WriterProcess:
             self._pipe.close()
         self._pipe = self._proc = None
 
-    async def apply(
-        self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent]
-    ) -> BatchOutcome:
-        """Send one batch and wait (without blocking the loop) for its outcome."""
+    async def _call(self, loop: asyncio.AbstractEventLoop, message: Any) -> Any:
+        """Send one message and wait (without blocking the loop) for the answer."""
         if self._proc is None or self._proc.poll() is not None:
             # A crashed writer is replaced; the batch it died on was answered 503.
             log.warning("writer process not running; starting a new one")
@@ -367,42 +764,65 @@ class _WriterProcess:
 
         loop.add_reader(pipe.fileno(), readable)
         try:
-            pipe.send(events)
+            pipe.send(message)
         except OSError as exc:
             loop.remove_reader(pipe.fileno())
             raise DatabaseUnavailable(f"writer process unreachable: {exc!r}") from exc
         message = await answer
-        if message[0] == "ok":
-            return BatchOutcome(applied=list(message[1]), payment_errors=message[2])
-        _, kind, reason = message
-        if kind == "unavailable":
-            raise DatabaseUnavailable(reason)
-        if kind == "refused":
-            raise _BatchRefused(reason)
-        raise DatabaseUnavailable("internal error while writing")
+        if message[0] == "error":
+            _, kind, reason = message
+            if kind == "full":
+                raise StorageFull(reason)
+            if kind == "unavailable":
+                raise DatabaseUnavailable(reason)
+            if kind == "refused":
+                raise _BatchRefused(reason)
+            raise DatabaseUnavailable("internal error while writing")
+        return message
+
+    async def apply(
+        self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent], seq: int
+    ) -> BatchOutcome:
+        """Apply one batch as batch ``seq`` of the commit gate."""
+        message = await self._call(loop, ("apply", seq, events))
+        if message[0] == "abandoned":
+            raise _Abandoned
+        return BatchOutcome(applied=list(message[1]), payment_errors=message[2])
+
+    async def find_refused(
+        self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent]
+    ) -> int | None:
+        """The index of the first of ``events`` the database refuses (see _first_refused)."""
+        message = await self._call(loop, ("find", events))
+        index: int | None = message[1]
+        return index
 
 
 def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, DatabaseUnavailable | EventRejected):
         return exc
+    if _is_disk_full(exc):
+        log.warning("database disk full: %s", describe_db_error(exc))
+        return StorageFull(describe_db_error(exc))
     if isinstance(exc, _BatchRefused):
         log.warning("event refused by the database: %s", exc)
-        return EventRejected("the event was refused by the database")
+        return EventRejected()
     if _is_unavailable(exc):
         log.warning("database unavailable: %s", describe_db_error(exc))
         return DatabaseUnavailable(describe_db_error(exc))
     if isinstance(exc, DBAPIError):
         log.warning("event refused by the database: %s", describe_db_error(exc))
-        return EventRejected("the event was refused by the database")
+        return EventRejected()
     log.error("unexpected error while writing", exc_info=exc)
     return DatabaseUnavailable("internal error while writing")
 
 
 def _child_entry() -> None:
-    """``python -m nilemetrics.server.writer FD``: the writer process's main."""
+    """``python -m nilemetrics.server.writer FD GATE_FD``: the writer process's main."""
     pipe = Pipe(int(sys.argv[1]))
+    gate = _CommitGate(int(sys.argv[2]))
     url, busy_timeout = pipe.recv()
-    _child_main(pipe, url, busy_timeout)
+    _child_main(pipe, url, busy_timeout, gate)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from nilemetrics.server.schemas import (
 )
 from nilemetrics.server.state import ServerState, get_state
 from nilemetrics.server.validation import describe_errors
+from nilemetrics.server.writer import EventRejected
 
 router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=problems(400, 413, 422, 503))
 
@@ -172,8 +173,9 @@ async def track_batch(
 
     Types: session-start (with ``sessionId``), session-heartbeat, page-visit,
     checkout-start, payment-start, payment-error, payment-success, session-end; the
-    other fields are those of the single-event endpoint. One invalid item rejects
-    the whole request.
+    other fields are those of the single-event endpoint. All or nothing: one
+    invalid item (or one the database refuses) rejects the whole request with a
+    422 naming it, and none of its events is stored.
     """
     state = get_state(request)
     events: list[TrackedEvent] = []
@@ -203,7 +205,15 @@ async def track_batch(
         return JSONResponse(
             status_code=422, content={"detail": _summary(problems), "errors": problems}
         )
-    results = await state.writer.submit_many(events)
+    try:
+        results = await state.writer.submit_many(events)
+    except EventRejected as exc:
+        # All or nothing: none of this request's events was stored.
+        field = "events" if exc.index is None else f"events[{exc.index}]"
+        problems = [{"field": field, "message": str(exc)}]
+        return JSONResponse(
+            status_code=422, content={"detail": _summary(problems), "errors": problems}
+        )
     accepted = sum(results)
     return BatchOut(accepted=accepted, duplicates=len(results) - accepted)
 

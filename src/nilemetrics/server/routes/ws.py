@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -12,7 +13,10 @@ from starlette.websockets import WebSocketDisconnect
 from nilemetrics.protocol import API_PREFIX, WS_CLOSE_UNAUTHORIZED, WsEvent
 from nilemetrics.server.auth import bearer_token, token_matches
 from nilemetrics.server.hub import Subscriber, frame
+from nilemetrics.server.middleware import ABORT_KEY
 from nilemetrics.server.state import get_state
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=API_PREFIX)
 
@@ -35,6 +39,8 @@ async def metrics_socket(websocket: WebSocket) -> None:
             done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
             if pump in done:
                 receive.cancel()
+                if isinstance(pump.exception(), TimeoutError):
+                    _abort(websocket)  # it stopped reading: a close would never go out
                 break  # sending failed: the client is gone
             raw = receive.result()
             _handle_client_frame(sub, raw)
@@ -45,6 +51,13 @@ async def metrics_socket(websocket: WebSocket) -> None:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump
+
+
+def _abort(websocket: WebSocket) -> None:
+    abort = websocket.scope.get(ABORT_KEY)
+    log.info("dropping a WebSocket client that stopped reading")
+    if abort is not None:
+        abort()
 
 
 def _handle_client_frame(sub: Subscriber, raw: str) -> None:
