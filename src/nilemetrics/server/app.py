@@ -150,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     # Mounted inside the app, so it sits behind the same middleware (CORS, body cap).
     socket_io = SocketIOEndpoint(allowed_origins=settings.allowed_origins, live=live)
     app.mount(SOCKETIO_PATH, socket_io.asgi_app(), name="socket.io")
+    app.state.socket_io = socket_io
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)

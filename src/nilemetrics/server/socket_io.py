@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import socketio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nilemetrics.protocol import WsEvent
 from nilemetrics.server.auth import token_matches
@@ -67,9 +68,9 @@ class SocketIOEndpoint:
         self.server.on("disconnect", self._disconnect)
         self.server.on(WsEvent.JOIN_SELLER_DASHBOARD.value, self._join)
 
-    def asgi_app(self) -> Any:
+    def asgi_app(self) -> ASGIApp:
         """The ASGI app to mount at ``SOCKETIO_PATH`` (it answers every path below it)."""
-        return socketio.ASGIApp(self.server, socketio_path=None)
+        return _lowercase_header_names(socketio.ASGIApp(self.server, socketio_path=None))
 
     @property
     def clients(self) -> int:
@@ -140,6 +141,27 @@ class SocketIOEndpoint:
         queue = getattr(eio_socket, "queue", None)
         if isinstance(queue, asyncio.Queue):
             await queue.join()
+
+
+def _lowercase_header_names(app: ASGIApp) -> ASGIApp:
+    """``app`` with its response header names in lower case.
+
+    Engine.IO writes ``Access-Control-Allow-Origin`` capitalised; the CORS middleware
+    outside matches names in lower case, so it added a second one instead of
+    replacing it, and browsers refuse an answer with two (the polling transport
+    then fails from the shop's origin).
+    """
+
+    async def lowered(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_lowered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(name.lower(), value) for name, value in message.get("headers", ())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_lowered)
+
+    return lowered
 
 
 def _room(seller_id: str) -> str:
