@@ -95,6 +95,7 @@ class Hub:
         self._last_key: str | None = None
         self.metrics_frame: Frame | None = None
         self.errors_frame: Frame | None = None
+        self._reading = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.pushes = 0
 
@@ -134,8 +135,10 @@ class Hub:
         """
         sub = Subscriber(send)
         if self.metrics_frame is None or self.errors_frame is None:
-            await self._refresh(metrics=self.metrics_frame is None,
-                                errors=self.errors_frame is None)
+            async with self._reading:
+                # Checked again: the loop may have read them while we waited.
+                await self._refresh(metrics=self.metrics_frame is None,
+                                    errors=self.errors_frame is None)
         if self.metrics_frame is not None:
             sub.offer(self.metrics_frame)
         if self.errors_frame is not None:
@@ -165,13 +168,21 @@ class Hub:
             self._metrics_dirty = self._errors_dirty = False
             self._last_push = time.monotonic()
             try:
-                await self._refresh(metrics=metrics, errors=errors, push=True)
+                async with self._reading:
+                    await self._refresh(metrics=metrics, errors=errors)
             except Exception as exc:
                 log.warning("could not refresh live numbers: %s", exc)
                 self._metrics_dirty |= metrics
                 self._errors_dirty |= errors
 
-    async def _refresh(self, *, metrics: bool, errors: bool, push: bool = False) -> None:
+    async def _refresh(self, *, metrics: bool, errors: bool) -> None:
+        """Read what is asked, and push whatever differs from the last frame (under the lock).
+
+        One read at a time: two overlapping reads (a first subscriber's and the
+        loop's) could finish in either order, leave the older numbers as the "last"
+        frame, and the newer ones, already sent, would then be pushed again. Every
+        change is pushed, whoever read it: subscribers already there must not miss it.
+        """
         if metrics:
             body = await self._compute_metrics()
             key = json.dumps({k: v for k, v in body.items() if k != "lastUpdated"},
@@ -179,9 +190,8 @@ class Hub:
             if key != self._last_key:
                 self._last_key = key
                 self.metrics_frame = Frame(WsEvent.METRICS_UPDATE, body)
-                if push:
-                    self.pushes += 1
-                    self.broadcast(self.metrics_frame)
+                self.pushes += 1
+                self.broadcast(self.metrics_frame)
                 if self._store_metrics is not None:
                     await self._store_metrics(body)
         if errors:
@@ -189,5 +199,4 @@ class Hub:
             item = Frame(WsEvent.PAYMENT_ERRORS_UPDATE, rows)
             if self.errors_frame is None or item.text != self.errors_frame.text:
                 self.errors_frame = item
-                if push:
-                    self.broadcast(item)
+                self.broadcast(item)
