@@ -148,11 +148,20 @@ async def test_query_token_and_seller_room(server: LiveServer, recorder: Recorde
         "timestamp": "2026-11-24T12:00:00Z", "intervalSeconds": 3600.0}
 
 
-async def test_bearer_header_accepted(server: LiveServer, recorder: Recorder) -> None:
-    """A non-browser client may pass the token as an Authorization: Bearer header."""
+async def test_bearer_header_accepted_and_disconnect_unsubscribes(
+    server: LiveServer, recorder: Recorder
+) -> None:
+    """A bearer header is accepted; a client that leaves stops being a hub subscriber."""
     await recorder.client.connect(server.base_url, headers=server.auth,
                                   transports=["websocket"], wait_timeout=5)
     assert (await recorder.next("metrics-update", timeout=2))["liveSessions"] == 0
+    endpoint = server.server.config.app.state.socket_io  # type: ignore[union-attr]
+    assert (endpoint.clients, len(server.state.hub.subscribers)) == (1, 1)
+    await recorder.client.disconnect()
+    deadline = time.monotonic() + 5
+    while endpoint.clients or server.state.hub.subscribers:
+        assert time.monotonic() < deadline, "the client was not forgotten"
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(

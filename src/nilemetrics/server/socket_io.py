@@ -33,6 +33,8 @@ SOCKETIO_PATH = "/socket.io"
 REFUSED = "invalid or missing token"
 #: The answer when the live numbers cannot be read (database down at start).
 UNAVAILABLE = "live numbers unavailable, retry later"
+#: How often a sender waiting on a client that does not read checks it is still there.
+_GONE_CHECK_SECONDS = 5.0
 #: Longest seller id kept (as the WebSocket does).
 _MAX_SELLER_ID = 255
 
@@ -103,16 +105,29 @@ class SocketIOEndpoint:
             raise socketio.exceptions.ConnectionRefusedError(UNAVAILABLE) from exc
         # The pump starts after this handler returns, so after python-socketio has
         # queued the CONNECT answer: the snapshot never overtakes it.
-        pump = asyncio.get_running_loop().create_task(_pump(sub), name=f"nm-sio-{sid}")
+        pump = asyncio.get_running_loop().create_task(self._pump(sid, sub), name=f"nm-sio-{sid}")
         self._clients[sid] = _Client(sub, pump)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
-        client = self._clients.pop(sid, None)
-        if client is None:
-            return
+        client = self._clients.get(sid)
+        if client is not None:
+            client.pump.cancel()
+            self._forget(sid, client.sub)
+
+    async def _pump(self, sid: str, sub: Subscriber) -> None:
+        try:
+            await sub.pump()  # ends when sending fails: the client is gone
+        except Exception as exc:
+            log.debug("Socket.IO client %s: pump ended (%s)", sid, exc)
+        finally:
+            self._forget(sid, sub)
+
+    def _forget(self, sid: str, sub: Subscriber) -> None:
         hub, _tokens = self._live()
-        hub.unsubscribe(client.sub)
-        client.pump.cancel()
+        hub.unsubscribe(sub)
+        client = self._clients.get(sid)
+        if client is not None and client.sub is sub:
+            del self._clients[sid]
 
     async def _join(self, sid: str, data: Any = None) -> dict[str, Any]:
         """``join-seller-dashboard``: put the client in its seller's room (acknowledged)."""
@@ -135,12 +150,22 @@ class SocketIOEndpoint:
         client that reads slowly (or a polling client that stops polling) would
         collect every frame there. Waiting here keeps at most one frame in flight,
         so the hub's one-slot mailbox does the coalescing, as for a WebSocket.
+        Raises ``ConnectionError`` once the client is gone, which ends its pump even
+        if no disconnect handler ran (a client that left during its connect).
         """
-        eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
-        eio_socket = self.server.eio.sockets.get(eio_sid) if eio_sid else None
-        queue = getattr(eio_socket, "queue", None)
-        if isinstance(queue, asyncio.Queue):
-            await queue.join()
+        while True:
+            eio_sid = self.server.manager.eio_sid_from_sid(sid, "/")
+            eio_socket = self.server.eio.sockets.get(eio_sid) if eio_sid else None
+            if eio_socket is None or getattr(eio_socket, "closed", False):
+                raise ConnectionError(f"Socket.IO client {sid} is gone")
+            queue = getattr(eio_socket, "queue", None)
+            if not isinstance(queue, asyncio.Queue):
+                return
+            try:
+                await asyncio.wait_for(queue.join(), _GONE_CHECK_SECONDS)
+                return
+            except TimeoutError:
+                continue  # still there, still not reading: look again
 
 
 def _lowercase_header_names(app: ASGIApp) -> ASGIApp:
@@ -166,11 +191,6 @@ def _lowercase_header_names(app: ASGIApp) -> ASGIApp:
 
 def _room(seller_id: str) -> str:
     return f"seller:{seller_id}"
-
-
-async def _pump(sub: Subscriber) -> None:
-    with contextlib.suppress(Exception):
-        await sub.pump()  # ends when the client is gone; disconnect cleans up
 
 
 def _engineio_origins(allowed: list[str]) -> str | list[str] | None:
