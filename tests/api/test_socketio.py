@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -242,3 +243,40 @@ async def test_stalled_client_holds_only_the_latest_frames(server: LiveServer) -
         events = [json.loads(p[2:])[0] for p in packets if p.startswith("42")]
         assert events[:2] == ["metrics-update", "payment-errors-update"]
         assert len(events) <= 4, events
+
+
+class _Lines(logging.Handler):
+    """Collects formatted log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the line as a log file would get it."""
+        self.lines.append(record.getMessage())
+
+
+async def test_query_token_is_masked_in_server_logs(
+    server: LiveServer, recorder: Recorder
+) -> None:
+    """A ?token= on Socket.IO URLs (polling and WebSocket) reaches the logs as token=***."""
+    handler = _Lines()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.access", "uvicorn.error")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.INFO)
+        lg.addHandler(handler)
+    try:
+        await recorder.client.connect(f"{server.base_url}?token={server.token}", wait_timeout=5)
+        await recorder.next("metrics-update", timeout=2)
+        assert recorder.client.transport() == "websocket"
+        await recorder.client.disconnect()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    socket_lines = [line for line in handler.lines if "/socket.io/" in line]
+    assert any("GET /socket.io/?token=***&" in line for line in socket_lines), socket_lines
+    assert any("WebSocket /socket.io/?token=***&" in line for line in socket_lines), socket_lines
+    assert not [line for line in handler.lines if server.token in line]
