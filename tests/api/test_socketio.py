@@ -124,7 +124,7 @@ async def test_auth_token_gets_snapshot_then_live_frames(
 
 
 async def test_query_token_and_seller_room(server: LiveServer, recorder: Recorder) -> None:
-    """?token= (polling handshake, then upgrade): snapshot at once; join is acknowledged."""
+    """?token= (polling handshake, then upgrade): snapshot, join, live metrics and error rows."""
     # Default transports, as socket.io-client: a polling-only client that disconnects
     # waits for its pending long poll (python-engineio), which slows teardown by 30 s.
     await recorder.client.connect(f"{server.base_url}?token={server.token}", wait_timeout=5)
@@ -139,12 +139,19 @@ async def test_query_token_and_seller_room(server: LiveServer, recorder: Recorde
     assert await recorder.client.call("join-seller-dashboard", None, timeout=5) == {
         "error": "a seller id (string or number) is required"}
 
+    sid = str(uuid.uuid4())
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        await http.post(f"{P}/track/page-visit",
-                        json={"sessionId": str(uuid.uuid4()), "pageType": "homepage"})
+        await http.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "homepage"})
+        update = await recorder.next("metrics-update", lambda d: d["homepage"] == 1)
+        assert (update["liveSessions"], update["paymentErrorsLastHour"]) == (1, 0)
+        await http.post(f"{P}/track/payment-error", json={
+            "sessionId": sid, "errorCode": "expired_card", "errorMessage": "Card expired"})
+        rows = await recorder.next("payment-errors-update", lambda d: len(d) == 1)
+        assert (rows[0]["session_id"], rows[0]["error_code"], rows[0]["error_message"],
+                rows[0]["total_amount"], rows[0]["attempt"]) == (
+            sid, "expired_card", "Card expired", None, 1)
+        assert rows == await get_json(server, "/payment-errors")
         await http.post(f"{P}/cleanup-sessions", headers=server.auth)
-    update = await recorder.next("metrics-update", lambda d: d["homepage"] == 1)
-    assert update["liveSessions"] == 1
     assert await recorder.next("metrics-heartbeat") == {
         "timestamp": "2026-11-24T12:00:00Z", "intervalSeconds": 3600.0}
 
