@@ -35,6 +35,7 @@ from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
+from nilemetrics.server.socket_io import SOCKETIO_PATH, SocketIOEndpoint
 from nilemetrics.server.state import ServerState
 from nilemetrics.server.validation import validation_error_handler
 from nilemetrics.server.writer import EventRejected, GroupCommitWriter, StorageFull
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await socket_io.close()
             await hub.stop()
             await writer.stop()
             engine.dispose()
@@ -146,6 +148,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(subjects.router)
     app.include_router(tracker.router)
+
+    def live() -> tuple[Hub, list[str]]:
+        state: ServerState = app.state.nm
+        return state.hub, state.tokens
+
+    # Mounted inside the app, so it sits behind the same middleware (CORS, body cap).
+    socket_io = SocketIOEndpoint(allowed_origins=settings.allowed_origins, live=live)
+    app.mount(SOCKETIO_PATH, socket_io.asgi_app(), name="socket.io")
+    app.state.socket_io = socket_io
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)

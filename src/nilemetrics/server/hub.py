@@ -1,9 +1,10 @@
-"""WebSocket hub: coalesced pushes of live metrics and payment errors.
+"""Live-metrics hub: coalesced pushes of live metrics and payment errors.
 
 Changes only mark the hub dirty. One loop recomputes the numbers at most every
 ``push_interval`` and pushes a frame only when they differ from the last one.
-Each subscriber has a one-slot mailbox per frame type: a slow client gets the
-latest frame, never a growing queue, and never slows anyone else down.
+Each subscriber (a WebSocket or a Socket.IO client) has a one-slot mailbox per
+frame type: a slow client gets the latest frame, never a growing queue, and
+never slows anyone else down.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import cached_property
 from typing import Any
-
-from starlette.websockets import WebSocket
 
 from nilemetrics.protocol import WsEvent
 
@@ -32,29 +32,46 @@ def frame(event: str, data: Any) -> str:
     return json.dumps({"event": event, "data": data}, separators=(",", ":"), default=str)
 
 
-class Subscriber:
-    """One connected dashboard; frames are sent by its own task."""
+class Frame:
+    """One pushed frame: its event name and its WebSocket text, encoded once for all."""
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
+    def __init__(self, event: str, data: Any) -> None:
+        self.event = event
+        self.text = frame(event, data)
+
+    @cached_property
+    def data(self) -> Any:
+        """The body as the WebSocket carries it (JSON types only), decoded once."""
+        return json.loads(self.text)["data"]
+
+
+#: How a subscriber's frames leave: awaits until the transport took the frame.
+Send = Callable[[Frame], Awaitable[None]]
+
+
+class Subscriber:
+    """One connected dashboard; frames are sent by its own task through ``send``."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
         self.seller_id: str | None = None
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, Frame] = {}
         self._wake = asyncio.Event()
         self.sent = 0
 
-    def offer(self, event: str, text: str) -> None:
+    def offer(self, item: Frame) -> None:
         """Replace any unsent frame of the same type with this one."""
-        self._pending[event] = text
+        self._pending[item.event] = item
         self._wake.set()
 
     async def pump(self) -> None:
-        """Send frames as they come, until the connection fails (TimeoutError: stuck)."""
+        """Send frames as they come, until sending fails (TimeoutError: the client is stuck)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             pending, self._pending = self._pending, {}
-            for text in pending.values():
-                await asyncio.wait_for(self.websocket.send_text(text), SEND_TIMEOUT)
+            for item in pending.values():
+                await asyncio.wait_for(self._send(item), SEND_TIMEOUT)
                 self.sent += 1
 
 
@@ -81,8 +98,9 @@ class Hub:
         self._wake = asyncio.Event()
         self._last_push = 0.0
         self._last_key: str | None = None
-        self.metrics_frame: str | None = None
-        self.errors_frame: str | None = None
+        self.metrics_frame: Frame | None = None
+        self.errors_frame: Frame | None = None
+        self._reading = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.pushes = 0
 
@@ -105,26 +123,31 @@ class Hub:
         self._errors_dirty = self._errors_dirty or errors
         self._wake.set()
 
-    def broadcast(self, event: str, text: str) -> None:
+    def broadcast(self, item: Frame) -> None:
         """Offer a frame to every subscriber."""
         for sub in self.subscribers:
-            sub.offer(event, text)
+            sub.offer(item)
 
     def heartbeat(self, timestamp: str, interval: float) -> None:
         """Send ``metrics-heartbeat`` (one per cleanup tick) with the tick interval."""
         data = {"timestamp": timestamp, "intervalSeconds": interval}
-        self.broadcast(WsEvent.METRICS_HEARTBEAT, frame(WsEvent.METRICS_HEARTBEAT, data))
+        self.broadcast(Frame(WsEvent.METRICS_HEARTBEAT, data))
 
-    async def subscribe(self, websocket: WebSocket) -> Subscriber:
-        """Register a subscriber and hand it the current numbers at once."""
-        sub = Subscriber(websocket)
+    async def subscribe(self, send: Send) -> Subscriber:
+        """Register a subscriber sending through ``send``; it gets the current numbers at once.
+
+        Its frames flow once its ``pump()`` runs.
+        """
+        sub = Subscriber(send)
         if self.metrics_frame is None or self.errors_frame is None:
-            await self._refresh(metrics=self.metrics_frame is None,
-                                errors=self.errors_frame is None)
+            async with self._reading:
+                # Checked again: the loop may have read them while we waited.
+                await self._refresh(metrics=self.metrics_frame is None,
+                                    errors=self.errors_frame is None)
         if self.metrics_frame is not None:
-            sub.offer(WsEvent.METRICS_UPDATE, self.metrics_frame)
+            sub.offer(self.metrics_frame)
         if self.errors_frame is not None:
-            sub.offer(WsEvent.PAYMENT_ERRORS_UPDATE, self.errors_frame)
+            sub.offer(self.errors_frame)
         self.subscribers.add(sub)
         return sub
 
@@ -150,29 +173,35 @@ class Hub:
             self._metrics_dirty = self._errors_dirty = False
             self._last_push = time.monotonic()
             try:
-                await self._refresh(metrics=metrics, errors=errors, push=True)
+                async with self._reading:
+                    await self._refresh(metrics=metrics, errors=errors)
             except Exception as exc:
                 log.warning("could not refresh live numbers: %s", exc)
                 self._metrics_dirty |= metrics
                 self._errors_dirty |= errors
 
-    async def _refresh(self, *, metrics: bool, errors: bool, push: bool = False) -> None:
+    async def _refresh(self, *, metrics: bool, errors: bool) -> None:
+        """Read what is asked, and push whatever differs from the last frame (under the lock).
+
+        One read at a time: two overlapping reads (a first subscriber's and the
+        loop's) could finish in either order, leave the older numbers as the "last"
+        frame, and the newer ones, already sent, would then be pushed again. Every
+        change is pushed, whoever read it: subscribers already there must not miss it.
+        """
         if metrics:
             body = await self._compute_metrics()
             key = json.dumps({k: v for k, v in body.items() if k != "lastUpdated"},
                              sort_keys=True, default=str)
             if key != self._last_key:
                 self._last_key = key
-                self.metrics_frame = frame(WsEvent.METRICS_UPDATE, body)
-                if push:
-                    self.pushes += 1
-                    self.broadcast(WsEvent.METRICS_UPDATE, self.metrics_frame)
+                self.metrics_frame = Frame(WsEvent.METRICS_UPDATE, body)
+                self.pushes += 1
+                self.broadcast(self.metrics_frame)
                 if self._store_metrics is not None:
                     await self._store_metrics(body)
         if errors:
             rows = await self._compute_errors()
-            text = frame(WsEvent.PAYMENT_ERRORS_UPDATE, rows)
-            if text != self.errors_frame:
-                self.errors_frame = text
-                if push:
-                    self.broadcast(WsEvent.PAYMENT_ERRORS_UPDATE, text)
+            item = Frame(WsEvent.PAYMENT_ERRORS_UPDATE, rows)
+            if self.errors_frame is None or item.text != self.errors_frame.text:
+                self.errors_frame = item
+                self.broadcast(item)

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from nilemetrics.protocol import API_PREFIX, WS_CLOSE_UNAUTHORIZED, WsEvent
 from nilemetrics.server.auth import bearer_token, token_matches
-from nilemetrics.server.hub import Subscriber, frame
+from nilemetrics.server.hub import Frame, Subscriber
 from nilemetrics.server.middleware import ABORT_KEY
 from nilemetrics.server.state import get_state
 
@@ -31,7 +31,11 @@ async def metrics_socket(websocket: WebSocket) -> None:
         # Accept first so the client sees the close code, not a bare HTTP 403.
         await websocket.close(code=WS_CLOSE_UNAUTHORIZED, reason="invalid or missing token")
         return
-    sub = await state.hub.subscribe(websocket)
+
+    async def send(item: Frame) -> None:
+        await websocket.send_text(item.text)
+
+    sub = await state.hub.subscribe(send)
     pump = asyncio.create_task(sub.pump())
     try:
         while True:
@@ -71,4 +75,4 @@ def _handle_client_frame(sub: Subscriber, raw: str) -> None:
         data = message.get("data") if isinstance(message, dict) else None
         sub.seller_id = str(data)[:255] if data is not None else None
         return
-    sub.offer(WsEvent.ERROR, frame(WsEvent.ERROR, {"message": "unknown or malformed frame"}))
+    sub.offer(Frame(WsEvent.ERROR, {"message": "unknown or malformed frame"}))
