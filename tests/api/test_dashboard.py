@@ -219,3 +219,40 @@ def test_generated_token_is_stored_privately_and_reused(settings: Settings,
         with httpx.Client(base_url=live.base_url) as http:
             ok = http.get(f"{P}/live-metrics", headers={"Authorization": f"Bearer {generated}"})
     assert ok.status_code == 200
+
+
+def test_last_hour_funnel_is_one_cohort(client: httpx.Client, server: LiveServer) -> None:
+    """The hour's funnel counts sessions of one cohort: sessions ≥ checkout ≥ payment ≥ paid."""
+
+    def checkout(sid: str) -> None:
+        post(client, "track/checkout-start", {"sessionId": sid, "totalAmount": 10,
+                                              "checkoutItems": [{"name": "Mug"}]})
+
+    idle, late_payer = start(client), start(client)
+    visit(client, idle, "homepage")  # active two hours ago only: not in the hour
+    visit(client, late_payer, "product")
+    checkout(late_payer)  # its checkout started before the hour
+    server.clock.advance(2 * 3600)
+
+    browser, no_payment, failed, paid, retried, twice = (start(client) for _ in range(6))
+    start(client)  # started only, never on a page: not a session of the funnel
+    visit(client, browser, "search")
+    for sid in (no_payment, failed, paid, retried, twice):
+        visit(client, sid, "product")
+        checkout(sid)
+    checkout(twice)  # a second checkout of the same session counts once
+    for sid in (failed, paid, retried):
+        post(client, "track/payment-start", {"sessionId": sid})
+    post(client, "track/payment-error", nested_error(failed, "card_declined", "Declined"))
+    post(client, "track/payment-error", nested_error(retried, "incorrect_cvc", "Wrong CVC"))
+    for sid in (paid, retried, late_payer):
+        post(client, "track/payment-success", {"sessionId": sid})
+    post(client, "session/end", {"sessionId": retried})  # ended in the hour: still counted
+
+    m = metrics(client, server.auth)
+    funnel = (m["sessionsLastHour"], m["checkoutSessionsLastHour"],
+              m["paymentSessionsLastHour"], m["paidSessionsLastHour"])
+    assert funnel == (7, 5, 3, 2)
+    # The older figures keep their meaning: checkouts and completions in the hour.
+    assert (m["checkoutsLastHour"], m["paymentSuccessesLastHour"]) == (6, 3)
+    assert m["liveSessions"] == 6  # the ended session is no longer live

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, true
+from sqlalchemy import Connection, case, delete, false, func, insert, select, true
 
 from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
 from nilemetrics.server.tables import (
@@ -113,6 +113,62 @@ def hour_figures(conn: Connection, now: datetime) -> dict[str, Any]:
         "paymentSuccessesLastHour": successes,
         "paymentFailuresLastHour": failures,
         "paymentSuccessRate": round(successes / outcomes, 4) if outcomes else None,
+        **funnel_figures(conn, now),
+    }
+
+
+def funnel_figures(conn: Connection, now: datetime) -> dict[str, int]:
+    """The last hour's conversion funnel, counted in sessions of one cohort.
+
+    ``sessionsLastHour``: sessions that reported a page and were active in the
+    last hour; ``checkoutSessionsLastHour``: those of them that started a
+    checkout in the last hour; ``paymentSessionsLastHour``: those of these whose
+    checkout reached payment (a payment start, error or success);
+    ``paidSessionsLastHour``: those whose checkout was paid. Each step is a
+    subset of the one before, so the numbers never increase along the funnel.
+    """
+    since = now - HOUR
+    s, c = sessions_t.c, checkouts_t.c
+    # Active sessions through the partial index of active sessions (spelled
+    # ``is_active == true()`` as that index needs), ended ones through ended_at.
+    active = conn.execute(
+        select(func.count())
+        .select_from(sessions_t)
+        .where(
+            (s.is_active == true())
+            & (s.last_activity >= since)
+            & s.current_page_type.is_not(None)
+        )
+    ).scalar_one()
+    ended = conn.execute(
+        select(func.count())
+        .select_from(sessions_t)
+        .where(
+            (s.ended_at >= since)
+            & (s.is_active == false())
+            & s.current_page_type.is_not(None)
+        )
+    ).scalar_one()
+    reached_payment = (
+        c.payment_started_at.is_not(None)
+        | c.payment_error_at.is_not(None)
+        | c.completed_at.is_not(None)
+    )
+    # One pass over the hour's checkouts (index on started_at), counted per session.
+    checkout_sessions, payment_sessions, paid_sessions = conn.execute(
+        select(
+            func.count(func.distinct(c.session_id)),
+            func.count(func.distinct(case((reached_payment, c.session_id)))),
+            func.count(func.distinct(case((c.completed_at.is_not(None), c.session_id)))),
+        ).where(c.started_at >= since)
+    ).one()
+    return {
+        # A checkout's session was active when the checkout started; max() only
+        # guards against rows written by hand with inconsistent times.
+        "sessionsLastHour": max(active + ended, checkout_sessions),
+        "checkoutSessionsLastHour": checkout_sessions,
+        "paymentSessionsLastHour": payment_sessions,
+        "paidSessionsLastHour": paid_sessions,
     }
 
 

@@ -332,5 +332,23 @@ class LiveMetricsOut(BaseModel):
     payment_successes_last_hour: int = Field(alias="paymentSuccessesLastHour")
     payment_failures_last_hour: int = Field(alias="paymentFailuresLastHour")
     payment_success_rate: float | None = Field(alias="paymentSuccessRate")
+    sessions_last_hour: int = Field(
+        alias="sessionsLastHour",
+        description="Funnel step 1: sessions that reported a page and were active in the "
+        "last hour.",
+    )
+    checkout_sessions_last_hour: int = Field(
+        alias="checkoutSessionsLastHour",
+        description="Funnel step 2: of those, sessions that started a checkout in the last hour.",
+    )
+    payment_sessions_last_hour: int = Field(
+        alias="paymentSessionsLastHour",
+        description="Funnel step 3: of those, sessions whose checkout reached payment "
+        "(a payment start, error or success).",
+    )
+    paid_sessions_last_hour: int = Field(
+        alias="paidSessionsLastHour",
+        description="Funnel step 4: of those, sessions whose checkout was paid.",
+    )
     live_window_seconds: float = Field(alias="liveWindowSeconds")
     last_updated: datetime = Field(alias="lastUpdated")
