@@ -66,7 +66,7 @@ async def test_journey_shows_numbers_and_error_row(server: LiveServer, tmp_path:
         assert (row.email, row.amount_text, row.error_code) == (
             "e2e@example.com", "59.97", "card_declined")
         assert row.browser == "Chrome 131 · Windows"
-        assert row.items_text == "1 · Cast-iron teapot"
+        assert row.items_text == "1 · Cast-iron teapot 59.97"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
