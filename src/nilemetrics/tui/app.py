@@ -135,6 +135,7 @@ class NileMetricsApp(App[None]):
         #: What is on screen; frozen while paused.
         self.shown_metrics: Metrics | None = None
         self.shown_rows: list[ErrorRow] = []
+        self._rows_known = False
         self.notice_log: list[str] = []
         self._notice_timer: Any = None
         self.histories: dict[str, History] = {
@@ -403,6 +404,7 @@ class NileMetricsApp(App[None]):
 
     def _show_rows(self) -> None:
         self.shown_rows = self.error_rows
+        self._rows_known = True
         self._render_rows()
 
     def _render_rows(self) -> None:
@@ -414,7 +416,9 @@ class NileMetricsApp(App[None]):
         table = self._main.query_one(ErrorTable)
         shown, received = len(table.rows_shown), len(self.shown_rows)
         in_hour = self.shown_metrics.payment_errors_last_hour if self.shown_metrics else 0
-        if in_hour > received:
+        if not self._rows_known:
+            count = "—"
+        elif in_hour > received:
             # The server sends at most 50 rows; the hour's count says how many there were.
             count = f"latest {received} of {in_hour}"
         else:
