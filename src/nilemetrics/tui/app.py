@@ -329,8 +329,9 @@ class NileMetricsApp(App[None]):
         self._check_alert()
 
     def on_heartbeat_received(self, _message: HeartbeatReceived) -> None:
-        """The server is alive; the alert window moves on."""
+        """The server is alive; the alert window moves on, the data is fresh again."""
         self._check_alert()
+        self._show_time()
 
     def on_frame_ignored(self, message: FrameIgnored) -> None:
         """Count the frame and say so, at most every few seconds."""
@@ -386,6 +387,7 @@ class NileMetricsApp(App[None]):
         self._main.query_one(Funnel).metrics = m
         self._main.query_one(PaymentLine).metrics = m
         self._main.query_one(StatusBar).live_sessions = m.live_sessions
+        self._show_time()
         self._update_table_titles()
         self._show_histories()
 
@@ -444,6 +446,15 @@ class NileMetricsApp(App[None]):
         if not self.paused:
             self._main.query_one(PaymentLine).alert = alerting
 
+    def _show_time(self) -> None:
+        """The header's clock and the age of the data on screen."""
+        status = self._main.query_one(StatusBar)
+        status.clock = self._wall_clock().astimezone().strftime("%H:%M:%S")
+        # While paused it is the age of what was frozen.
+        data_at = self._paused_at[0] if self._paused_at is not None else self._data_at
+        now = self._monotonic()
+        status.data_age = "" if data_at is None else age_text(max(now - data_at, 0.0))
+
     def _tick(self) -> None:
         try:
             self._tick_once()
@@ -456,10 +467,7 @@ class NileMetricsApp(App[None]):
         if self._retry_at is not None:
             status.retry_in = max(int(self._retry_at - now + 0.999), 0)
         status.stale = now - self._last_frame_at > 2 * self._heartbeat_interval
-        status.clock = self._wall_clock().astimezone().strftime("%H:%M:%S")
-        # The age of the data on screen: while paused it is the age of what was frozen.
-        data_at = self._paused_at[0] if self._paused_at is not None else self._data_at
-        status.data_age = "" if data_at is None else age_text(max(now - data_at, 0.0))
+        self._show_time()
         if not self.paused:
             self._show_histories()
         self._check_alert()
