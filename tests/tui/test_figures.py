@@ -198,6 +198,7 @@ async def test_sort_by_any_column(make_app: MakeApp, feed: RecordedFeed) -> None
         await pilot.press("s")  # amount, largest first
         assert [r.amount_text for r in errors.rows_shown] == ["120.00", "59.97", "59.97"]
         assert "by Amount ↓" in screen_text(app)
+        assert errors.selected_row is errors.rows_shown[0] and errors.scroll_y == 0
         await pilot.press("S")
         assert [r.amount_text for r in errors.rows_shown][-1] == "120.00"
         await pilot.press("s")  # the error code

@@ -254,8 +254,14 @@ class ErrorTable(DataTable[Text]):
         self._resort()
 
     def _resort(self) -> None:
+        # A new order is a new view: start at its top (newest first follows the newest again).
+        self.follow_newest = self.sort_key == "time" and self.sort_descending
+        self.rows_shown = []
+        self._by_key = {}
         self._layout_columns()
         self._replace(self._sorted(self._received))
+        self.move_cursor(row=0, animate=False, scroll=False)
+        self.call_after_refresh(self._restore_view, 0.0)
 
     def cycle_sort(self) -> None:
         """Sort by the next column shown (after the last, back to the time)."""
