@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, false, func, insert, select, true
+from sqlalchemy import Connection, case, delete, false, func, insert, literal, select, true
 
 from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
 from nilemetrics.server.tables import (
@@ -20,6 +20,7 @@ from nilemetrics.server.tables import (
     errors_t,
     live_metrics_t,
     sessions_t,
+    visits_t,
 )
 
 HOUR = timedelta(hours=1)
@@ -250,3 +251,82 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
             }
         )
     return out
+
+
+def live_sessions_on_pages(
+    conn: Connection,
+    now: datetime,
+    live_window: float,
+    page_types: list[str],
+    identifier: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """The live sessions whose current page is one of ``page_types`` (and ``identifier``).
+
+    Each with its current page, since when it is there (its open page visit),
+    its email if known and the page it came from. Longest on the page first.
+    The sessions are found like the live counts (the partial index of active
+    sessions), their visits by the open-visit index and the session id.
+    """
+    s = sessions_t.c
+    cutoff = now - timedelta(seconds=live_window)
+    where = (
+        (s.is_active == true())
+        & (s.last_activity >= cutoff)
+        & s.current_page_type.in_(page_types)
+    )
+    if identifier is not None:
+        where &= s.current_page_identifier == identifier
+    total = conn.execute(select(func.count()).select_from(sessions_t).where(where)).scalar_one()
+    # The open visit, if it is of the current page (a checkout event moves a session to
+    # the checkout page without a page visit).
+    open_visit = visits_t.alias("open_visit")
+    o = open_visit.c
+    joined = sessions_t.outerjoin(
+        open_visit,
+        (o.session_id == s.session_id) & (o.is_active == true())
+        & (o.page_type == s.current_page_type),
+    )
+    before = visits_t.alias("before")
+    b = before.c
+    earlier = (
+        (b.session_id == s.session_id)
+        & (b.id != func.coalesce(o.id, literal(-1)))
+        & (b.entered_at <= func.coalesce(o.entered_at, s.last_activity))
+    )
+    latest_first = (b.entered_at.desc(), b.id.desc())
+    previous_type = (
+        select(b.page_type).where(earlier).order_by(*latest_first).limit(1).scalar_subquery()
+    )
+    previous_ident = (
+        select(b.page_identifier).where(earlier).order_by(*latest_first).limit(1)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(
+            s.session_id, s.email, s.current_page_type, s.current_page_identifier,
+            s.last_activity, o.entered_at, o.page_url,
+            previous_type.label("previous_type"), previous_ident.label("previous_ident"),
+        )
+        .select_from(joined)
+        .where(where)
+        .order_by(func.coalesce(o.entered_at, s.last_activity), s.session_id)
+        .limit(limit)
+    ).all()
+    sessions = []
+    for row in rows:
+        entered: datetime | None = row.entered_at
+        sessions.append({
+            "sessionId": row.session_id,
+            "pageType": row.current_page_type,
+            "pageIdentifier": row.current_page_identifier,
+            "pageUrl": row.page_url,
+            "enteredAt": None if entered is None else wire_time(entered),
+            "secondsOnPage": None if entered is None else round(
+                max((now - entered).total_seconds(), 0.0), 1),
+            "lastActivity": wire_time(row.last_activity),
+            "email": row.email,
+            "previousPageType": row.previous_type,
+            "previousPageIdentifier": row.previous_ident,
+        })
+    return {"total": total, "sessions": sessions}

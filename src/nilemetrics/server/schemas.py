@@ -352,3 +352,33 @@ class LiveMetricsOut(BaseModel):
     )
     live_window_seconds: float = Field(alias="liveWindowSeconds")
     last_updated: datetime = Field(alias="lastUpdated")
+
+
+class PageSessionOut(BaseModel):
+    """One live session on a page: where it is, since when, who, and where it came from."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    session_id: str = Field(alias="sessionId")
+    page_type: str = Field(alias="pageType")
+    page_identifier: str | None = Field(alias="pageIdentifier")
+    page_url: str | None = Field(alias="pageUrl")
+    entered_at: datetime | None = Field(
+        alias="enteredAt",
+        description="When the session entered the page (its open page visit); null when it "
+        "got there without a page visit (a checkout or payment event).",
+    )
+    seconds_on_page: float | None = Field(alias="secondsOnPage")
+    last_activity: datetime = Field(alias="lastActivity")
+    email: str | None = Field(description="Only when the shop sent it for a logged-in customer.")
+    previous_page_type: str | None = Field(
+        alias="previousPageType", description="The page visited before this one, if any."
+    )
+    previous_page_identifier: str | None = Field(alias="previousPageIdentifier")
+
+
+class PageSessionsOut(BaseModel):
+    """The live sessions on some pages, longest on the page first."""
+
+    total: int = Field(description="Live sessions on those pages (all of them, not only listed).")
+    sessions: list[PageSessionOut]
