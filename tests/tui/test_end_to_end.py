@@ -104,3 +104,28 @@ async def test_ctrl_c_quits_on_a_live_feed(server: LiveServer, tmp_path: Path) -
                          timeout=10, what="connected")
         await pilot.press("ctrl+c")
         await wait_until(pilot, lambda: not app.is_running, timeout=2, what="quit")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_page_panel_lists_sessions_from_the_server(server: LiveServer,
+                                                         tmp_path: Path) -> None:
+    """Enter on the Categories panel lists, from the real server, who is on which category."""
+    config = DashboardConfig(url=server.base_url, token=server.token, export_dir=tmp_path)
+    app = NileMetricsApp(config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(StatusBar).state == "connected",
+                         timeout=10, what="connected")
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            sid = client.post(f"{P}/session/start",
+                              json={"email": "drill@example.com"}).json()["sessionId"]
+            _post(client, "track/page-visit", {"sessionId": sid, "pageType": "homepage"})
+            _post(client, "track/page-visit",
+                  {"sessionId": sid, "pageType": "category", "pageIdentifier": "teapots"})
+        await wait_until(pilot, lambda: app.metrics.category_total == 1, timeout=10)
+        app.query_one("#categories").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "drill@example.com" in screen_text(app), timeout=10,
+                         what="the session listed")
+        text = screen_text(app)
+        assert "category · teapots" in text and "homepage" in text
+        assert "1 live · on category" in text

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from textual.widgets import Digits
 
 from nilemetrics.tui.app import PANELS, NileMetricsApp
 from nilemetrics.tui.feed import Connected, Frame
+from nilemetrics.tui.page_sessions import FetchError, PageSessions, parse_page_sessions
 from nilemetrics.tui.screens.help import HelpScreen
+from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
 from nilemetrics.tui.widgets.error_table import ErrorTable
 from nilemetrics.tui.widgets.top_codes import TopCodes
@@ -272,3 +275,64 @@ async def test_demo_shop_address_stays_visible(make_app: MakeApp, feed: Recorded
         mono.advance(120)
         await pilot.pause(0.2)
         assert "Demo shop: http://127.0.0.1:8001" in screen_text(app)
+
+
+def fake_sessions(calls: list[list[str]]) -> Any:
+    """A sessions fetcher answering from memory and noting what it was asked."""
+
+    async def fetch(page_types: list[str]) -> PageSessions:
+        calls.append(page_types)
+        return parse_page_sessions({"total": 3, "sessions": [
+            {"sessionId": "s1", "pageType": "product", "pageIdentifier": "mug-42",
+             "enteredAt": "2026-11-24T11:57:30Z", "secondsOnPage": 150.0,
+             "email": "ann@example.com", "previousPageType": "category",
+             "previousPageIdentifier": "kitchen"},
+            {"sessionId": "s2", "pageType": "search", "pageIdentifier": None,
+             "enteredAt": "2026-11-24T11:59:50Z", "secondsOnPage": 10.0, "email": None,
+             "previousPageType": None, "previousPageIdentifier": None},
+        ]})
+
+    return fetch
+
+
+async def test_a_page_panel_lists_its_live_sessions(make_app: MakeApp,
+                                                    feed: RecordedFeed) -> None:
+    """Enter (or a click) on a page panel lists the sessions behind it; Esc goes back."""
+    calls: list[list[str]] = []
+    app = make_app(feed)
+    app._sessions_fetcher = fake_sessions(calls)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(ErrorTable).row_count == 3)
+        app.query_one("#other-pages").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PageSessionsScreen)
+                         and "ann@example.com" in screen_text(app))
+        assert calls == [["product", "search"]]
+        text = screen_text(app)
+        assert "Live sessions · Other pages" in text
+        assert re.search(r"product · mug-42\s+12:57:30\s+2 min 30 s\s+ann@example.com\s+"
+                         r"category · kitchen", text)
+        assert re.search(r"search\s+12:59:50\s+10 s\s+—\s+—", text)
+        assert "3 live, the 2 longest listed" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, PageSessionsScreen))
+        await pilot.click("#homepage")
+        await wait_until(pilot, lambda: isinstance(app.screen, PageSessionsScreen))
+        await wait_until(pilot, lambda: len(calls) == 2)
+        assert calls[-1] == ["homepage"]
+
+
+async def test_page_sessions_say_why_they_are_missing(make_app: MakeApp,
+                                                      feed: RecordedFeed) -> None:
+    """A server that cannot list sessions gets a plain sentence, not a crash."""
+
+    async def failing(_pages: list[str]) -> PageSessions:
+        raise FetchError("this server does not list sessions (an older version)")
+
+    app = make_app(feed)
+    app._sessions_fetcher = failing
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(ErrorTable).row_count == 3)
+        app.query_one("#checkout").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "older version" in screen_text(app))

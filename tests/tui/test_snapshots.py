@@ -120,3 +120,20 @@ def test_help_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_page_sessions_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
+    """The sessions behind the Other pages panel at 80x24."""
+    from tests.tui.test_figures import fake_sessions
+
+    app = make_app(_feed())
+    app._sessions_fetcher = fake_sessions([])
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _ready(app)(pilot)
+        app.query_one("#other-pages").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "ann@example.com" in screen_text(app))
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

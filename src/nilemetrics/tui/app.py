@@ -38,6 +38,7 @@ from nilemetrics.tui.messages import (
     FrameIgnored,
     HeartbeatReceived,
     MetricsReceived,
+    PanelChosen,
 )
 from nilemetrics.tui.model import (
     ErrorRow,
@@ -51,8 +52,10 @@ from nilemetrics.tui.model import (
     span_text,
     top_error_codes,
 )
+from nilemetrics.tui.page_sessions import SessionsFetcher, http_fetcher
 from nilemetrics.tui.screens.error_detail import ErrorDetailScreen
 from nilemetrics.tui.screens.help import HelpScreen
+from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
 from nilemetrics.tui.widgets.error_table import ErrorTable
 from nilemetrics.tui.widgets.funnel import Funnel
@@ -72,6 +75,17 @@ PANELS: dict[str, Callable[[Metrics], int]] = {
     "checkout": lambda m: m.checkout,
     "payment": lambda m: m.payment,
     "error-page": lambda m: m.payment_error,
+}
+
+#: Panel id → the page types whose live sessions it counts ("other-pages": whatever
+#: the latest numbers put there).
+PANEL_PAGES: dict[str, list[str]] = {
+    "homepage": ["homepage"],
+    "categories": ["category"],
+    "offers": ["offer"],
+    "checkout": ["checkout"],
+    "payment": ["payment"],
+    "error-page": ["payment_error"],
 }
 
 #: Least time between two notices about ignored frames (a broken server must not flood).
@@ -118,6 +132,7 @@ class NileMetricsApp(App[None]):
         monotonic: Callable[[], float] = time.monotonic,
         tick_interval: float = 1.0,
         wall_clock: Callable[[], datetime] | None = None,
+        sessions_fetcher: SessionsFetcher | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -125,6 +140,7 @@ class NileMetricsApp(App[None]):
             lambda: aiter(WebSocketFeed(config.url, config.token))
         )
         self._monotonic = monotonic
+        self._sessions_fetcher = sessions_fetcher or http_fetcher(config.url, config.token)
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._tick_interval = tick_interval
         self._heartbeat_interval = config.heartbeat_interval
@@ -553,6 +569,17 @@ class NileMetricsApp(App[None]):
             filter_input.value = ""
             self._main.query_one("#filter-bar").remove_class("-visible")
             self._main.query_one(ErrorTable).focus()
+
+    def on_panel_chosen(self, message: PanelChosen) -> None:
+        """List the live sessions behind a page panel."""
+        panel = self._main.query_one(f"#{message.panel_id}", CountPanel)
+        if message.panel_id == "other-pages":
+            shown = self.shown_metrics
+            pages = list(shown.other_pages) if shown else []
+        else:
+            pages = PANEL_PAGES.get(message.panel_id, [])
+        self.push_screen(PageSessionsScreen(str(panel.border_title), pages,
+                                            self._sessions_fetcher))
 
     @on(DataTable.RowSelected, "#errors")
     def _row_selected(self, _event: DataTable.RowSelected) -> None:

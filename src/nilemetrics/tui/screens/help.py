@@ -53,6 +53,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓  PgUp PgDn", "move in the payment-error table (the cursor follows the newest row "
      "until you move it)"),
     ("Enter / click", "details of the selected error"),
+    ("Tab, then Enter", "on a page panel (or a click on it): the live sessions behind it, "
+     "with the time on the page, email if known and the previous page"),
     ("s / S", "sort the table by the next column / reverse the order (or click a header)"),
     ("/", "filter errors by email, code or message (Esc clears)"),
     ("p", "pause updates (everything on screen freezes) / resume with the latest state"),

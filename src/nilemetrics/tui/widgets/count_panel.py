@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Digits, Sparkline
+
+from nilemetrics.tui.messages import PanelChosen
 
 #: What the digits show before the first frame: nothing is known yet (a dash, not 0).
 UNKNOWN = "-"
@@ -19,6 +24,11 @@ class CountPanel(Vertical):
     The border's subtitle is the sparkline's time axis (``−10 min … now``).
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "choose", "Sessions", show=False),
+    ]
+
+    can_focus = True
     count: reactive[int | None] = reactive(None)
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
@@ -44,6 +54,15 @@ class CountPanel(Vertical):
     def on_mount(self) -> None:
         """Show the initial number."""
         self.watch_count(self.count)
+
+    def action_choose(self) -> None:
+        """Ask for the live sessions behind this panel."""
+        if self.id:
+            self.post_message(PanelChosen(self.id))
+
+    def on_click(self, _event: events.Click) -> None:
+        """A click on the panel does what Enter does."""
+        self.action_choose()
 
     def set_history(self, values: Sequence[float], axis: str) -> None:
         """Replace the sparkline's data (oldest first) and its time-axis label."""
