@@ -16,7 +16,7 @@ from tests.api.journeys import P, metrics, nested_error, post, start, visit
 from tests.support import FakeClock, LiveServer, run_server
 
 
-@pytest.mark.parametrize("path", ["live-metrics", "payment-errors"])
+@pytest.mark.parametrize("path", ["live-metrics", "payment-errors", "sessions?page=product"])
 def test_dashboard_requires_token(client: httpx.Client, path: str) -> None:
     """Missing or wrong bearer tokens get 401 with a WWW-Authenticate challenge."""
     missing = client.get(f"{P}/{path}")
@@ -219,3 +219,94 @@ def test_generated_token_is_stored_privately_and_reused(settings: Settings,
         with httpx.Client(base_url=live.base_url) as http:
             ok = http.get(f"{P}/live-metrics", headers={"Authorization": f"Bearer {generated}"})
     assert ok.status_code == 200
+
+
+def test_last_hour_funnel_is_one_cohort(client: httpx.Client, server: LiveServer) -> None:
+    """The hour's funnel counts sessions of one cohort: sessions ≥ checkout ≥ payment ≥ paid."""
+
+    def checkout(sid: str) -> None:
+        post(client, "track/checkout-start", {"sessionId": sid, "totalAmount": 10,
+                                              "checkoutItems": [{"name": "Mug"}]})
+
+    idle, late_payer = start(client), start(client)
+    visit(client, idle, "homepage")  # active two hours ago only: not in the hour
+    visit(client, late_payer, "product")
+    checkout(late_payer)  # its checkout started before the hour
+    server.clock.advance(2 * 3600)
+
+    browser, no_payment, failed, paid, retried, twice = (start(client) for _ in range(6))
+    start(client)  # started only, never on a page: not a session of the funnel
+    visit(client, browser, "search")
+    for sid in (no_payment, failed, paid, retried, twice):
+        visit(client, sid, "product")
+        checkout(sid)
+    checkout(twice)  # a second checkout of the same session counts once
+    for sid in (failed, paid, retried):
+        post(client, "track/payment-start", {"sessionId": sid})
+    post(client, "track/payment-error", nested_error(failed, "card_declined", "Declined"))
+    post(client, "track/payment-error", nested_error(retried, "incorrect_cvc", "Wrong CVC"))
+    for sid in (paid, retried, late_payer):
+        post(client, "track/payment-success", {"sessionId": sid})
+    post(client, "session/end", {"sessionId": retried})  # ended in the hour: still counted
+
+    m = metrics(client, server.auth)
+    funnel = (m["sessionsLastHour"], m["checkoutSessionsLastHour"],
+              m["paymentSessionsLastHour"], m["paidSessionsLastHour"])
+    assert funnel == (7, 5, 3, 2)
+    # The older figures keep their meaning: checkouts and completions in the hour.
+    assert (m["checkoutsLastHour"], m["paymentSuccessesLastHour"]) == (6, 3)
+    assert m["liveSessions"] == 6  # the ended session is no longer live
+
+
+def test_sessions_on_a_page(client: httpx.Client, server: LiveServer) -> None:
+    """sessions?page=: the live sessions on a page, since when, who, and where they came from."""
+    ann = start(client, email="ann@example.com")
+    visit(client, ann, "homepage")
+    server.clock.advance(10)
+    visit(client, ann, "product", "mug-42")
+    bob = start(client)
+    server.clock.advance(20)
+    visit(client, bob, "product", "teapot")
+    cat = start(client)
+    visit(client, cat, "category", "electronics")
+    lister = start(client)
+    visit(client, lister, "product_listing")
+    gone = start(client)
+    visit(client, gone, "product")
+    post(client, "session/end", {"sessionId": gone})  # ended: not live, not listed
+    server.clock.advance(5)
+
+    answer = client.get(f"{P}/sessions", params={"page": "product", "live": "true"},
+                        headers=server.auth)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["total"] == 2
+    first, second = body["sessions"]
+    assert first == {
+        "sessionId": ann, "pageType": "product", "pageIdentifier": "mug-42",
+        "pageUrl": "https://shop.test/product", "enteredAt": "2026-11-24T12:00:10Z",
+        "secondsOnPage": 25.0, "lastActivity": "2026-11-24T12:00:10Z",
+        "email": "ann@example.com", "previousPageType": "homepage",
+        "previousPageIdentifier": None,
+    }
+    assert (second["sessionId"], second["secondsOnPage"], second["email"],
+            second["previousPageType"]) == (bob, 5.0, None, None)
+
+    one = client.get(f"{P}/sessions", params={"page": "category", "id": "electronics"},
+                     headers=server.auth).json()
+    assert [s["sessionId"] for s in one["sessions"]] == [cat]
+    several = client.get(f"{P}/sessions", params=[("page", "product"),
+                                                  ("page", "product_listing")],
+                         headers=server.auth).json()
+    assert several["total"] == 3
+    limited = client.get(f"{P}/sessions", params={"page": "product", "limit": 1},
+                         headers=server.auth).json()
+    assert (limited["total"], len(limited["sessions"])) == (2, 1)
+
+    missing = client.get(f"{P}/sessions", headers=server.auth)
+    assert missing.status_code == 422
+    assert missing.json()["detail"].startswith("page: ")
+    not_live = client.get(f"{P}/sessions", params={"page": "product", "live": "false"},
+                          headers=server.auth)
+    assert not_live.status_code == 422
+    assert not_live.json()["detail"] == "live: only live sessions can be listed (live=true)"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from nilemetrics.tui.app import NileMetricsApp
 from nilemetrics.tui.config import DashboardConfig
-from tests.tui.recorded import FakeMonotonic, RecordedFeed, standard_events
+from tests.tui.recorded import T0, FakeMonotonic, RecordedFeed, standard_events
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +55,7 @@ def make_app(
 
     def build(feed: RecordedFeed, **changes: object) -> NileMetricsApp:
         cfg = DashboardConfig(**{**config.__dict__, **changes})  # type: ignore[arg-type]
-        return NileMetricsApp(cfg, feed.factory, monotonic=mono, tick_interval=0.1)
+        return NileMetricsApp(cfg, feed.factory, monotonic=mono, tick_interval=0.1,
+                              wall_clock=lambda: T0 + timedelta(seconds=mono.now - 1000.0))
 
     return build

@@ -87,17 +87,33 @@ def metrics_frame(at: datetime = T0, **overrides: Any) -> Frame:
         "payment": 2,
         "paymentError": 1,
         "other": 0,
-        "liveSessions": 40,
         "checkoutsLastHour": 20,
-        "paymentErrorsLastHour": 4,
+        "paymentErrorsLastHour": 3,
         "paymentSuccessesLastHour": 14,
         "paymentFailuresLastHour": 2,
         "paymentSuccessRate": 0.875,
+        "sessionsLastHour": 120,
+        "checkoutSessionsLastHour": 19,
+        "paymentSessionsLastHour": 16,
+        "paidSessionsLastHour": 14,
         "liveWindowSeconds": 90.0,
         "lastUpdated": iso(at),
     }
     data.update(overrides)
+    if "pages" not in overrides:
+        # As the server sends it: every page type, adding up to liveSessions.
+        pages = {page: data[key] for page, key in _PAGE_KEYS.items()}
+        pages["category"] = sum(data["categories"].values())
+        pages["offer"] = sum(data["offers"].values())
+        data["pages"] = {page: n for page, n in pages.items() if n}
+    if "liveSessions" not in overrides:
+        data["liveSessions"] = sum(data["pages"].values())
     return Frame("metrics-update", data)
+
+
+_PAGE_KEYS = {"homepage": "homepage", "product": "product", "search": "search",
+              "checkout": "checkout", "payment": "payment", "payment_error": "paymentError",
+              "other": "other"}
 
 
 def error_row(
@@ -182,3 +198,30 @@ def screen_text(app: App[Any]) -> str:
     """The screen as plain text, line by line."""
     strips = app.screen._compositor.render_strips()
     return "\n".join(strip.text for strip in strips)
+
+
+def _digit_glyphs() -> dict[tuple[str, str, str], str]:
+    from textual.renderables.digits import DIGITS, DIGITS3X3, DIGITS3X3_BOLD
+
+    glyphs: dict[tuple[str, str, str], str] = {}
+    for table in (DIGITS3X3, DIGITS3X3_BOLD):
+        for index, char in enumerate(DIGITS):
+            lines = table[index * 3: index * 3 + 3]
+            key = (lines[0].ljust(3)[:3], lines[1].ljust(3)[:3], lines[2].ljust(3)[:3])
+            glyphs.setdefault(key, char)
+    return glyphs
+
+
+def read_digits(app: App[Any], widget: Any) -> str:
+    """What a ``Digits`` widget shows, read back from the screen's characters."""
+    lines = screen_text(app).splitlines()
+    region = widget.region
+    rows = [lines[region.y + i][region.x: region.x + region.width] for i in range(3)]
+    glyphs = _digit_glyphs()
+    out = ""
+    for x in range(0, region.width - region.width % 3, 3):
+        key = tuple(row[x: x + 3].ljust(3) for row in rows)
+        if key == ("   ", "   ", "   "):
+            break
+        out += glyphs.get(key, "?")  # type: ignore[call-overload]
+    return out

@@ -73,7 +73,7 @@ def test_error_row_fields() -> None:
     row = ErrorRow.from_data(raw)
     assert row.amount == Decimal("5")
     assert row.amount_text == "5.00"
-    assert row.items_text == "2 · Tea mug, Green tea"
+    assert row.items_text == "2 · Tea mug 9.99, Green tea 39.99"
     assert row.error_code == "card_declined"
     assert row.matches("CARD_decl") and row.matches("customer1@") and not row.matches("paypal")
 
@@ -98,10 +98,22 @@ def test_history_forward_fills_and_keeps_ten_minutes() -> None:
 
 
 def test_column_widths_fill_the_room_or_drop_columns() -> None:
-    """Wide: every column, widths summing to the room. Narrow: only what fits."""
-    wide = column_widths(196, 1)
+    """Wide: every column, widths summing to the room. Narrow: the important ones that fit."""
+    rows = [ErrorRow.from_data(error_row(1, T0, code="processing_error"))]
+    wide = column_widths(196, 1, rows)
     assert len(wide) == len(COLUMNS)
-    assert sum(wide) + 2 * len(COLUMNS) == 196
-    narrow = column_widths(76, 1)
-    assert len(narrow) == 5
-    assert sum(narrow) + 2 * len(narrow) == 76
+    assert sum(wide.values()) + 2 * len(COLUMNS) == 196
+    narrow = column_widths(76, 1, rows)
+    assert list(narrow) == ["time", "code", "amount", "email", "message"]
+    assert sum(narrow.values()) + 2 * len(narrow) == 76
+
+
+@pytest.mark.parametrize("available", [60, 72, 76, 90, 116, 150, 196])
+def test_error_code_is_never_cut_while_a_lower_column_gets_room(available: int) -> None:
+    """The Error column is as wide as its longest code whenever a less important column shows."""
+    code = "insufficient_funds_after_3ds"
+    rows = [ErrorRow.from_data(error_row(1, T0, code=code))]
+    widths = column_widths(available, 1, rows)
+    assert widths["code"] >= len(code)
+    assert widths["time"] >= 8 and widths["amount"] >= len("59.97")
+    assert sum(widths.values()) + 2 * len(widths) <= available

@@ -215,14 +215,13 @@ def demo(
                 )
                 err_console.print(f"server on {url}; {shoppers} shoppers; Ctrl-C stops",
                                   highlight=False)
-                notice = None
+                shop_url = None
                 if shop is not None:
                     from nilemetrics.server.shop import create_shop_app
 
                     shop_url = stack.enter_context(
                         background_app(create_shop_app(url), shop, "nm-demo-shop")
                     )
-                    notice = f"Demo shop: open {shop_url} in a browser and shop; it shows up here."
                     err_console.print(f"demo shop on {shop_url} (open it in a browser)",
                                       highlight=False)
                 if shoppers:
@@ -232,7 +231,7 @@ def demo(
                     )
                     stack.enter_context(background_shoppers(config, stats))
                 if dashboard is not None:
-                    dashboard(url, token, 5.0, notice=notice)
+                    dashboard(url, token, 5.0, shop_url=shop_url)
                 else:
                     _print_live(url, token, stats, run_for)
         except KeyboardInterrupt:

@@ -31,7 +31,7 @@ def watch(
         float,
         typer.Option(
             min=0,
-            help="Payment errors per minute above which the dashboard alerts (red panel, bell).",
+            help="Payment errors per minute above which the dashboard alerts (red line, bell).",
         ),
     ] = 5.0,
 ) -> None:

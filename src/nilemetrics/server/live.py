@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, true
+from sqlalchemy import Connection, case, delete, false, func, insert, literal, select, true
 
 from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
 from nilemetrics.server.tables import (
@@ -20,6 +20,7 @@ from nilemetrics.server.tables import (
     errors_t,
     live_metrics_t,
     sessions_t,
+    visits_t,
 )
 
 HOUR = timedelta(hours=1)
@@ -113,6 +114,62 @@ def hour_figures(conn: Connection, now: datetime) -> dict[str, Any]:
         "paymentSuccessesLastHour": successes,
         "paymentFailuresLastHour": failures,
         "paymentSuccessRate": round(successes / outcomes, 4) if outcomes else None,
+        **funnel_figures(conn, now),
+    }
+
+
+def funnel_figures(conn: Connection, now: datetime) -> dict[str, int]:
+    """The last hour's conversion funnel, counted in sessions of one cohort.
+
+    ``sessionsLastHour``: sessions that reported a page and were active in the
+    last hour; ``checkoutSessionsLastHour``: those of them that started a
+    checkout in the last hour; ``paymentSessionsLastHour``: those of these whose
+    checkout reached payment (a payment start, error or success);
+    ``paidSessionsLastHour``: those whose checkout was paid. Each step is a
+    subset of the one before, so the numbers never increase along the funnel.
+    """
+    since = now - HOUR
+    s, c = sessions_t.c, checkouts_t.c
+    # Active sessions through the partial index of active sessions (spelled
+    # ``is_active == true()`` as that index needs), ended ones through ended_at.
+    active = conn.execute(
+        select(func.count())
+        .select_from(sessions_t)
+        .where(
+            (s.is_active == true())
+            & (s.last_activity >= since)
+            & s.current_page_type.is_not(None)
+        )
+    ).scalar_one()
+    ended = conn.execute(
+        select(func.count())
+        .select_from(sessions_t)
+        .where(
+            (s.ended_at >= since)
+            & (s.is_active == false())
+            & s.current_page_type.is_not(None)
+        )
+    ).scalar_one()
+    reached_payment = (
+        c.payment_started_at.is_not(None)
+        | c.payment_error_at.is_not(None)
+        | c.completed_at.is_not(None)
+    )
+    # One pass over the hour's checkouts (index on started_at), counted per session.
+    checkout_sessions, payment_sessions, paid_sessions = conn.execute(
+        select(
+            func.count(func.distinct(c.session_id)),
+            func.count(func.distinct(case((reached_payment, c.session_id)))),
+            func.count(func.distinct(case((c.completed_at.is_not(None), c.session_id)))),
+        ).where(c.started_at >= since)
+    ).one()
+    return {
+        # A checkout's session was active when the checkout started; max() only
+        # guards against rows written by hand with inconsistent times.
+        "sessionsLastHour": max(active + ended, checkout_sessions),
+        "checkoutSessionsLastHour": checkout_sessions,
+        "paymentSessionsLastHour": payment_sessions,
+        "paidSessionsLastHour": paid_sessions,
     }
 
 
@@ -194,3 +251,82 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
             }
         )
     return out
+
+
+def live_sessions_on_pages(
+    conn: Connection,
+    now: datetime,
+    live_window: float,
+    page_types: list[str],
+    identifier: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """The live sessions whose current page is one of ``page_types`` (and ``identifier``).
+
+    Each with its current page, since when it is there (its open page visit),
+    its email if known and the page it came from. Longest on the page first.
+    The sessions are found like the live counts (the partial index of active
+    sessions), their visits by the open-visit index and the session id.
+    """
+    s = sessions_t.c
+    cutoff = now - timedelta(seconds=live_window)
+    where = (
+        (s.is_active == true())
+        & (s.last_activity >= cutoff)
+        & s.current_page_type.in_(page_types)
+    )
+    if identifier is not None:
+        where &= s.current_page_identifier == identifier
+    total = conn.execute(select(func.count()).select_from(sessions_t).where(where)).scalar_one()
+    # The open visit, if it is of the current page (a checkout event moves a session to
+    # the checkout page without a page visit).
+    open_visit = visits_t.alias("open_visit")
+    o = open_visit.c
+    joined = sessions_t.outerjoin(
+        open_visit,
+        (o.session_id == s.session_id) & (o.is_active == true())
+        & (o.page_type == s.current_page_type),
+    )
+    before = visits_t.alias("before")
+    b = before.c
+    earlier = (
+        (b.session_id == s.session_id)
+        & (b.id != func.coalesce(o.id, literal(-1)))
+        & (b.entered_at <= func.coalesce(o.entered_at, s.last_activity))
+    )
+    latest_first = (b.entered_at.desc(), b.id.desc())
+    previous_type = (
+        select(b.page_type).where(earlier).order_by(*latest_first).limit(1).scalar_subquery()
+    )
+    previous_ident = (
+        select(b.page_identifier).where(earlier).order_by(*latest_first).limit(1)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(
+            s.session_id, s.email, s.current_page_type, s.current_page_identifier,
+            s.last_activity, o.entered_at, o.page_url,
+            previous_type.label("previous_type"), previous_ident.label("previous_ident"),
+        )
+        .select_from(joined)
+        .where(where)
+        .order_by(func.coalesce(o.entered_at, s.last_activity), s.session_id)
+        .limit(limit)
+    ).all()
+    sessions = []
+    for row in rows:
+        entered: datetime | None = row.entered_at
+        sessions.append({
+            "sessionId": row.session_id,
+            "pageType": row.current_page_type,
+            "pageIdentifier": row.current_page_identifier,
+            "pageUrl": row.page_url,
+            "enteredAt": None if entered is None else wire_time(entered),
+            "secondsOnPage": None if entered is None else round(
+                max((now - entered).total_seconds(), 0.0), 1),
+            "lastActivity": wire_time(row.last_activity),
+            "email": row.email,
+            "previousPageType": row.previous_type,
+            "previousPageIdentifier": row.previous_ident,
+        })
+    return {"total": total, "sessions": sessions}

@@ -414,5 +414,53 @@ class LiveMetricsOut(BaseModel):
     payment_successes_last_hour: int = Field(alias="paymentSuccessesLastHour")
     payment_failures_last_hour: int = Field(alias="paymentFailuresLastHour")
     payment_success_rate: float | None = Field(alias="paymentSuccessRate")
+    sessions_last_hour: int = Field(
+        alias="sessionsLastHour",
+        description="Funnel step 1: sessions that reported a page and were active in the "
+        "last hour.",
+    )
+    checkout_sessions_last_hour: int = Field(
+        alias="checkoutSessionsLastHour",
+        description="Funnel step 2: of those, sessions that started a checkout in the last hour.",
+    )
+    payment_sessions_last_hour: int = Field(
+        alias="paymentSessionsLastHour",
+        description="Funnel step 3: of those, sessions whose checkout reached payment "
+        "(a payment start, error or success).",
+    )
+    paid_sessions_last_hour: int = Field(
+        alias="paidSessionsLastHour",
+        description="Funnel step 4: of those, sessions whose checkout was paid.",
+    )
     live_window_seconds: float = Field(alias="liveWindowSeconds")
     last_updated: datetime = Field(alias="lastUpdated")
+
+
+class PageSessionOut(BaseModel):
+    """One live session on a page: where it is, since when, who, and where it came from."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    session_id: str = Field(alias="sessionId")
+    page_type: str = Field(alias="pageType")
+    page_identifier: str | None = Field(alias="pageIdentifier")
+    page_url: str | None = Field(alias="pageUrl")
+    entered_at: datetime | None = Field(
+        alias="enteredAt",
+        description="When the session entered the page (its open page visit); null when it "
+        "got there without a page visit (a checkout or payment event).",
+    )
+    seconds_on_page: float | None = Field(alias="secondsOnPage")
+    last_activity: datetime = Field(alias="lastActivity")
+    email: str | None = Field(description="Only when the shop sent it for a logged-in customer.")
+    previous_page_type: str | None = Field(
+        alias="previousPageType", description="The page visited before this one, if any."
+    )
+    previous_page_identifier: str | None = Field(alias="previousPageIdentifier")
+
+
+class PageSessionsOut(BaseModel):
+    """The live sessions on some pages, longest on the page first."""
+
+    total: int = Field(description="Live sessions on those pages (all of them, not only listed).")
+    sessions: list[PageSessionOut]

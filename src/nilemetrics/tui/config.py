@@ -32,7 +32,10 @@ class DashboardConfig:
     """Width of one sparkline bar before it is fitted to the panel."""
 
     notice: str | None = None
-    """A message shown once at start (the demo names its shop's address)."""
+    """A message shown for a while at start, in the notice line above the table."""
+
+    shop_url: str | None = None
+    """The demo shop's address, shown on a line of its own for as long as the demo runs."""
 
     @property
     def address(self) -> str:

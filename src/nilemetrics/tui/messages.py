@@ -57,3 +57,10 @@ class FrameIgnored(Message):
 @dataclass
 class FeedEnded(Message):
     """The feed stopped (after an auth refusal, or a recorded feed ran out)."""
+
+
+@dataclass
+class PanelChosen(Message):
+    """The user chose a page panel (Enter or a click): show the sessions behind it."""
+
+    panel_id: str

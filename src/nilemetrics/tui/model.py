@@ -55,6 +55,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+#: Page types shown in panels of their own; every other type goes to "Other pages".
+OWN_PANEL_PAGES = frozenset({"homepage", "category", "offer", "checkout", "payment",
+                             "payment_error"})
+
+
 @dataclass(frozen=True, slots=True)
 class Metrics:
     """One ``metrics-update`` body."""
@@ -75,7 +80,30 @@ class Metrics:
     payment_successes_last_hour: int = 0
     payment_failures_last_hour: int = 0
     payment_success_rate: float | None = None
+    sessions_last_hour: int = 0
+    checkout_sessions_last_hour: int = 0
+    payment_sessions_last_hour: int = 0
+    paid_sessions_last_hour: int = 0
     last_updated: datetime | None = None
+
+    @property
+    def other_pages(self) -> dict[str, int]:
+        """Live sessions per page type that has no panel of its own, busiest first.
+
+        From ``pages`` (every page type the server reports, any slug a shop sends);
+        a server without ``pages`` gives product, search and other.
+        """
+        if self.pages:
+            rest = {k: n for k, n in self.pages.items() if k not in OWN_PANEL_PAGES and n}
+        else:
+            rest = {k: n for k, n in (("product", self.product), ("search", self.search),
+                                      ("other", self.other)) if n}
+        return dict(sorted(rest.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
+    def other_total(self) -> int:
+        """Live sessions on a page type without a panel of its own."""
+        return sum(self.other_pages.values())
 
     @property
     def category_total(self) -> int:
@@ -112,6 +140,10 @@ class Metrics:
             payment_successes_last_hour=_count(data.get("paymentSuccessesLastHour")),
             payment_failures_last_hour=_count(data.get("paymentFailuresLastHour")),
             payment_success_rate=None if rate is None else min(max(float(rate), 0.0), 1.0),
+            sessions_last_hour=_count(data.get("sessionsLastHour")),
+            checkout_sessions_last_hour=_count(data.get("checkoutSessionsLastHour")),
+            payment_sessions_last_hour=_count(data.get("paymentSessionsLastHour")),
+            paid_sessions_last_hour=_count(data.get("paidSessionsLastHour")),
             last_updated=parse_time(data.get("lastUpdated")),
         )
 
@@ -142,10 +174,10 @@ class ErrorRow:
 
     @property
     def items_text(self) -> str:
-        """Item count and the first item names: ``3 · Mug, Tea``."""
+        """Item count and the items with their prices: ``2 · Mug 9.99, Tea 39.99``."""
         if not self.items:
             return "" if not self.item_count else str(self.item_count)
-        names = [name for name in (item_name(item) for item in self.items) if name]
+        names = [name for name in (item_label(item) for item in self.items) if name]
         return f"{len(self.items)} · {', '.join(names)}" if names else str(len(self.items))
 
     def matches(self, needle: str) -> bool:
@@ -202,6 +234,19 @@ def item_name(item: Any) -> str:
     return "" if item is None else str(item)
 
 
+def item_label(item: Any) -> str:
+    """An item's name and, when known, its price with two decimals: ``Mug 9.99``."""
+    name = item_name(item)
+    price = price_text(item.get("price")) if isinstance(item, dict) else ""
+    return f"{name} {price}" if name and price else name
+
+
+def price_text(value: Any) -> str:
+    """A price as the shop shows it, with exactly two decimals (``119.0`` → ``119.00``)."""
+    amount = _amount(value)
+    return "" if amount is None else f"{amount:.2f}"
+
+
 def _amount(value: Any) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
@@ -241,6 +286,56 @@ def errors_in_last_minute(rows: list[ErrorRow], now: datetime) -> int:
     """How many of the rows happened in the minute up to ``now``."""
     since = now - timedelta(minutes=1)
     return sum(1 for row in rows if row.at is not None and since < row.at <= now)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """One error code's share of the rows received."""
+
+    code: str
+    count: int
+    share: float
+    last_seen: datetime | None
+
+
+def top_error_codes(rows: list[ErrorRow]) -> list[CodeCount]:
+    """Error codes among ``rows``, most frequent first (ties: the latest seen first)."""
+    counts: dict[str, int] = {}
+    last: dict[str, datetime | None] = {}
+    for row in rows:
+        code = row.error_code or "(none)"
+        counts[code] = counts.get(code, 0) + 1
+        seen = last.get(code)
+        if row.at is not None and (seen is None or row.at > seen):
+            last[code] = row.at
+        else:
+            last.setdefault(code, None)
+
+    def latest(code: str) -> float:
+        seen = last[code]
+        return seen.timestamp() if seen is not None else float("-inf")
+
+    ranked = sorted(counts, key=lambda c: (-counts[c], -latest(c), c))
+    total = len(rows)
+    return [CodeCount(code, counts[code], counts[code] / total, last[code]) for code in ranked]
+
+
+def age_text(seconds: float) -> str:
+    """How long ago, for the header: ``just now``, ``3 s ago``, ``2 min ago``, ``1 h ago``."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 3600)} h ago"
+
+
+def span_text(seconds: float) -> str:
+    """A sparkline's span as its time axis: ``−10 min … now``."""
+    if seconds >= 60:
+        return f"−{round(seconds / 60)} min … now"
+    return f"−{int(seconds)} s … now"
 
 
 class History:

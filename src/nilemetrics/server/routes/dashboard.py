@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from nilemetrics.protocol import API_PREFIX, wire_time
 from nilemetrics.server.cleanup import end_stale_sessions
-from nilemetrics.server.live import payment_error_rows, snapshot
+from nilemetrics.server.live import live_sessions_on_pages, payment_error_rows, snapshot
 from nilemetrics.server.schemas import (
     CleanupOut,
     LiveMetricsOut,
+    PageSessionsOut,
     PaymentErrorRow,
     problems,
 )
@@ -49,6 +50,31 @@ async def payment_errors(
         since = since.replace(tzinfo=UTC)
     start = since
     return await state.read(lambda conn: payment_error_rows(conn, start, limit))
+
+
+@router.get("/sessions", response_model=PageSessionsOut)
+async def page_sessions(
+    state: StateDep,
+    page: Annotated[
+        list[str],
+        Query(min_length=1, description="Page type(s) whose live sessions to list "
+              "(repeat for several)."),
+    ],
+    id: Annotated[
+        str | None, Query(description="Only sessions on the page with this identifier.")
+    ] = None,
+    live: Annotated[bool, Query(description="Live sessions (the only kind listed).")] = True,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most sessions to list.")] = 200,
+) -> dict[str, Any]:
+    """Live sessions on a page (type, identifier): since when, who, where they came from."""
+    if not live:
+        raise HTTPException(422, "live: only live sessions can be listed (live=true)")
+    now = state.now()
+    window = state.settings.live_window
+    pages, ident = list(page), id
+    return await state.read(
+        lambda conn: live_sessions_on_pages(conn, now, window, pages, ident, limit)
+    )
 
 
 @router.post("/cleanup-sessions", response_model=CleanupOut, responses=problems(413))

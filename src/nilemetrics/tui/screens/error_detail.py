@@ -16,7 +16,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from nilemetrics.tui.model import ErrorRow, item_name
+from nilemetrics.tui.model import ErrorRow, item_name, price_text
 
 
 def _fields(row: ErrorRow) -> Table:
@@ -56,7 +56,7 @@ def _items(items: list[Any]) -> RenderableType:
         table.add_row(
             item_name(item) or json.dumps(item, ensure_ascii=False),
             str(data.get("quantity", data.get("qty", ""))),
-            str(data.get("price", "")),
+            price_text(data.get("price")),
         )
     return table
 

@@ -1,4 +1,4 @@
-"""The checkout funnel now (checkout → payment → errors) and the last hour's success rate."""
+"""The last hour's conversion funnel: sessions → checkout → payment → paid."""
 
 from __future__ import annotations
 
@@ -9,39 +9,39 @@ from textual.widget import Widget
 from nilemetrics.tui.model import Metrics
 
 
-def percent(rate: float | None) -> str:
-    """``87.5%``, or an em dash when there is no rate."""
-    return "—" if rate is None else f"{rate * 100:.1f}%"
+def drop_text(before: int, after: int) -> str:
+    """The drop-off from one step to the next: ``−83%`` (``−0%`` when none is lost)."""
+    if before <= 0:
+        return ""
+    return f"−{round(100 * (before - after) / before)}%"
 
 
 class Funnel(Widget):
-    """One line: where checking-out sessions are now, and how payments went in the last hour."""
+    """One line: one cohort of sessions through the hour's steps, with the drop-off per step."""
 
-    metrics: reactive[Metrics] = reactive(Metrics, layout=False)
+    metrics: reactive[Metrics | None] = reactive(None, layout=False)
 
     def render(self) -> Text:
-        """Stages with bars scaled to the largest, then the hour's figures."""
+        """``Last hour 120 sessions → 20 checkout −83% → 16 payment −20% → 14 paid −13%``."""
         m = self.metrics
-        stages = (("Checkout", m.checkout), ("Payment", m.payment), ("Errors", m.payment_error))
-        hour = (
-            f"  │  Paid (1h) {percent(m.payment_success_rate)}"
-            f" · {m.payment_successes_last_hour} ok · {m.payment_failures_last_hour} failed"
-            f" · {m.checkouts_last_hour} checkouts"
-        )
-        fixed = 7 + sum(len(name) + len(str(n)) + 2 for name, n in stages) + 6 + len(hour)
-        bar_width = max(0, min(12, (self.size.width - fixed) // 3))
-        top = max((n for _, n in stages), default=0)
         line = Text(no_wrap=True, overflow="ellipsis")
-        line.append("Funnel ", style="bold")
-        for index, (name, n) in enumerate(stages):
-            if index:
+        line.append("Last hour ", style="bold")
+        if m is None:
+            line.append("sessions — → checkout — → payment — → paid —")
+            return line
+        steps = (
+            ("sessions", m.sessions_last_hour),
+            ("checkout", m.checkout_sessions_last_hour),
+            ("payment", m.payment_sessions_last_hour),
+            ("paid", m.paid_sessions_last_hour),
+        )
+        previous: int | None = None
+        for name, n in steps:
+            if previous is not None:
                 line.append(" → ", style="dim")
-            line.append(f"{name} ")
-            if bar_width:
-                filled = round(bar_width * n / top) if top else 0
-                line.append("█" * filled, style="bold")
-                line.append("░" * (bar_width - filled), style="dim")
-                line.append(" ")
             line.append(str(n), style="bold")
-        line.append(hour)
+            line.append(f" {name}")
+            if previous is not None and previous > 0:
+                line.append(f" {drop_text(previous, n)}", style="dim")
+            previous = n
         return line

@@ -19,6 +19,7 @@ class ListPanel(CountPanel):
         """Show these identifier counts (already busiest first)."""
         items = tuple(counts.items())
         ranking = self.query_one(".ranking", RankedList)
+        ranking.known = True
         if ranking.items != items:
             ranking.items = items
 

@@ -25,13 +25,15 @@ class RankedList(Widget):
     """``summer-sale   12`` lines; when rows do not fit, the last line says how many more."""
 
     items: reactive[tuple[tuple[str, int], ...]] = reactive(tuple, layout=False)
+    #: False until the first numbers came: an empty list then means "not known yet".
+    known: reactive[bool] = reactive(False, layout=False)
 
     def render(self) -> Text:
         """The lines that fit the widget's size."""
         width, height = self.size.width, max(self.size.height, 1)
         items = self.items
         if not items:
-            return Text("none", style="dim", no_wrap=True)
+            return Text("none" if self.known else "", style="dim", no_wrap=True)
         shown = items if len(items) <= height else items[: height - 1]
         number_width = max(len(str(n)) for _, n in shown) if shown else 1
         lines = Text(no_wrap=True, overflow="ellipsis")

@@ -1,4 +1,4 @@
-"""The header line: connection state, server address, last update, stale and paused marks."""
+"""The header: server, connection state, live count, data age, clock, stale and paused marks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ class StatusBar(Horizontal):
     state: reactive[str] = reactive("connecting")
     retry_in: reactive[int | None] = reactive(None)
     address: reactive[str] = reactive("")
-    last_update: reactive[str] = reactive("")
+    data_age: reactive[str] = reactive("")
+    clock: reactive[str] = reactive("")
     live_sessions: reactive[int | None] = reactive(None)
     stale: reactive[bool] = reactive(False)
     paused: reactive[bool] = reactive(False)
@@ -25,18 +26,24 @@ class StatusBar(Horizontal):
     def compose(self) -> ComposeResult:
         """Labels left to right; the address shrinks first on a narrow terminal."""
         yield Label("nilemetrics", id="brand")
-        yield Label("", id="conn-state")
         yield Label("", id="address")
+        yield Label("", id="conn-state")
         yield Label("", id="live")
         yield Label("", id="updated")
         yield Label("STALE", id="stale-badge")
         yield Label("PAUSED · p resumes", id="paused-badge")
+        yield Label("", id="clock")
+
+    #: Set once the labels exist (``is_mounted`` is still false during ``on_mount``).
+    _ready = False
 
     def on_mount(self) -> None:
         """Render the initial state."""
+        self._ready = True
         self._render_state()
         self.watch_address(self.address)
-        self.watch_last_update(self.last_update)
+        self.watch_data_age(self.data_age)
+        self.watch_clock(self.clock)
         self.watch_live_sessions(self.live_sessions)
         self.watch_stale(self.stale)
         self.watch_paused(self.paused)
@@ -57,7 +64,7 @@ class StatusBar(Horizontal):
         return "✕ feed ended"
 
     def _render_state(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         label = self.query_one("#conn-state", Label)
         label.update(self.state_text())
@@ -74,19 +81,24 @@ class StatusBar(Horizontal):
 
     def watch_address(self, address: str) -> None:
         """Show the server address."""
-        if self.is_mounted:
-            self.query_one("#address", Label).update(address)
+        if self._ready:
+            self.query_one("#address", Label).update(f"server {address}" if address else "")
 
     def watch_live_sessions(self, live: int | None) -> None:
         """Show the number of live sessions."""
-        if self.is_mounted:
-            self.query_one("#live", Label).update("" if live is None else f"{live} live")
+        if self._ready:
+            self.query_one("#live", Label).update(f"{'—' if live is None else live} live")
 
-    def watch_last_update(self, last_update: str) -> None:
-        """Show when the numbers last changed."""
-        if self.is_mounted:
-            text = f"updated {last_update}" if last_update else "no data yet"
+    def watch_data_age(self, data_age: str) -> None:
+        """Show how old the data on screen is (from the last frame, heartbeats included)."""
+        if self._ready:
+            text = f"data {data_age}" if data_age else "no data yet"
             self.query_one("#updated", Label).update(text)
+
+    def watch_clock(self, clock: str) -> None:
+        """Show the local time."""
+        if self._ready:
+            self.query_one("#clock", Label).update(clock)
 
     def watch_stale(self, stale: bool) -> None:
         """Show or hide the stale marker."""
