@@ -52,7 +52,7 @@ async def payment_errors(
     return await state.read(lambda conn: payment_error_rows(conn, start, limit))
 
 
-@router.get("/sessions", response_model=PageSessionsOut)
+@router.get("/sessions", response_model=PageSessionsOut, responses=problems(422))
 async def page_sessions(
     state: StateDep,
     page: Annotated[
