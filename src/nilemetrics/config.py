@@ -104,6 +104,18 @@ class Settings(BaseSettings):
     writer_queue_max: int = Field(default=10_000, ge=500)
     """Most events waiting for the writer; beyond that, ingestion gets 503 at once."""
 
+    writer_client_share: float = Field(default=0.5, gt=0, le=1)
+    """Most of the writer's queue one client (address) may fill; beyond it, 429 at once.
+
+    The rest stays free for other clients. Never less than one full batch request
+    (500 events). 1 turns the per-client cap off.
+    """
+
+    def writer_client_queue_max(self) -> int:
+        """Most events one client may have waiting for the writer."""
+        return max(min(500, self.writer_queue_max),
+                   int(self.writer_queue_max * self.writer_client_share))
+
     http_request_timeout: float = Field(default=15.0, gt=0)
     """Seconds a client has to send a whole request (and its first one after connecting).
 

@@ -13,9 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from starlette.types import Scope
 
 from nilemetrics import __version__
 from nilemetrics.config import Settings, ensure_dashboard_tokens
@@ -27,6 +29,7 @@ from nilemetrics.server.db import (
     make_engine,
     migrate,
 )
+from nilemetrics.server.fair_queue import client_of
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
@@ -38,7 +41,12 @@ from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.socket_io import SOCKETIO_PATH, SocketIOEndpoint
 from nilemetrics.server.state import ServerState
 from nilemetrics.server.validation import validation_error_handler
-from nilemetrics.server.writer import EventRejected, GroupCommitWriter, StorageFull
+from nilemetrics.server.writer import (
+    ClientOverShare,
+    EventRejected,
+    GroupCommitWriter,
+    StorageFull,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +105,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             busy_timeout=settings.sqlite_busy_timeout,
             write_timeout=settings.write_timeout,
             max_queued=settings.writer_queue_max,
+            client_max_queued=settings.writer_client_queue_max(),
         )
         state = ServerState(
             settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
@@ -149,6 +158,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(subjects.router)
     app.include_router(tracker.router)
 
+    def client_full(scope: Scope) -> bool:
+        state: ServerState | None = getattr(app.state, "nm", None)
+        return state is not None and state.writer.client_full(client_of(scope))
+
     def live() -> tuple[Hub, list[str]]:
         state: ServerState = app.state.nm
         return state.hub, state.tokens
@@ -162,12 +175,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _unavailable)
     app.add_exception_handler(EventRejected, _rejected)
     app.add_exception_handler(StorageFull, _storage_full)
+    app.add_exception_handler(ClientOverShare, _over_share)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,
         max_bytes=settings.max_body_bytes,
         fast=ingest.fast_handlers(),
         allowed_origins=settings.allowed_origins,
+        busy=client_full,
+        busy_paths=[route.path for route in ingest.router.routes if isinstance(route, APIRoute)],
+        busy_detail=OVER_SHARE,
     )
     app.add_middleware(ConnectionAbortMiddleware)
     # Outermost, so that error answers carry CORS headers the browser can read.
@@ -217,6 +234,20 @@ async def _storage_full(request: Request, exc: Exception) -> JSONResponse:
         status_code=503,
         content={"detail": "database disk full; nothing was stored, retry later"},
         headers={"Retry-After": "30"},
+    )
+
+
+#: Answer to a client that already has its share of the writer's queue waiting.
+OVER_SHARE = (
+    "too many of this client's events are waiting to be written; nothing was stored, "
+    "retry later"
+)
+
+
+async def _over_share(request: Request, exc: Exception) -> JSONResponse:
+    # Not an outage: other clients are being served. Not logged per request either.
+    return JSONResponse(
+        status_code=429, content={"detail": OVER_SHARE}, headers={"Retry-After": "1"}
     )
 
 

@@ -14,6 +14,7 @@ from starlette.types import Message, Scope, Send
 
 from nilemetrics.ids import uuid7
 from nilemetrics.protocol import API_PREFIX
+from nilemetrics.server.fair_queue import client_of
 from nilemetrics.server.ingest import EventKind, TrackedEvent
 from nilemetrics.server.middleware import FastHandler
 from nilemetrics.server.privacy import RequestContext
@@ -79,7 +80,9 @@ def _event(
 async def _track(request: Request, kind: EventKind, body: SessionEventIn) -> SuccessOut:
     # No dependency injection on the hot path: each resolved dependency costs time.
     state = get_state(request)
-    await state.writer.submit(_event(state, request, kind, body.session_id, body))
+    await state.writer.submit(
+        _event(state, request, kind, body.session_id, body), client_of(request.scope)
+    )
     return SuccessOut()
 
 
@@ -114,7 +117,9 @@ async def session_start(
         # As if the client had made the id: a retry finds the session it started.
         body = body.model_copy(update={"session_id": retry_safe_session_id(body.event_id)})
     session_id = body.session_id or str(uuid7())
-    await state.writer.submit(_event(state, request, "session-start", session_id, body))
+    await state.writer.submit(
+        _event(state, request, "session-start", session_id, body), client_of(request.scope)
+    )
     return {"sessionId": session_id}
 
 
@@ -206,7 +211,7 @@ async def track_batch(
             status_code=422, content={"detail": _summary(problems), "errors": problems}
         )
     try:
-        results = await state.writer.submit_many(events)
+        results = await state.writer.submit_many(events, client_of(request.scope))
     except EventRejected as exc:
         # All or nothing: none of this request's events was stored.
         field = "events" if exc.index is None else f"events[{exc.index}]"
@@ -259,7 +264,9 @@ def _fast_handler(kind: EventKind, model: type[SessionEventIn]) -> FastHandler:
         conn = HTTPConnection(scope)
         state = get_state(conn)
         try:
-            await state.writer.submit(_event(state, conn, kind, parsed.session_id, parsed))
+            await state.writer.submit(
+                _event(state, conn, kind, parsed.session_id, parsed), client_of(scope)
+            )
         except Exception as exc:
             await _answer_exception(scope, send, exc)
             return True
