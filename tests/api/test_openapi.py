@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from nilemetrics.server.schemas import ProblemOut, ValidationProblemOut
+from nilemetrics.protocol.answers import ProblemOut, ValidationProblemOut
 from tests.api.journeys import P
 from tests.support import LiveServer
 

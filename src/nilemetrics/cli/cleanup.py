@@ -14,8 +14,8 @@ from nilemetrics.cli.common import fail
 from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.cli.options import database_errors, open_database, out_console, seconds, utc_now
 from nilemetrics.durations import format_duration
-from nilemetrics.server.cleanup import end_stale_sessions, stale_session_count
 from nilemetrics.server.db import write_options
+from nilemetrics.server.services.cleanup import end_stale_sessions, stale_session_count
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 
 #: Rows deleted per transaction, so a purge never holds the database for long.
