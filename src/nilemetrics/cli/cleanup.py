@@ -10,9 +10,15 @@ import typer
 from rich.table import Table as RichTable
 from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, func, select
 
-from nilemetrics.cli.common import fail
-from nilemetrics.cli.db import DatabaseUrlOption
-from nilemetrics.cli.options import database_errors, open_database, out_console, seconds, utc_now
+from nilemetrics.cli.options import (
+    DatabaseUrlOption,
+    database_errors,
+    fail,
+    open_database,
+    out_console,
+    seconds,
+    utc_now,
+)
 from nilemetrics.durations import format_duration
 from nilemetrics.server.cleanup import end_stale_sessions, stale_session_count
 from nilemetrics.server.db import write_options

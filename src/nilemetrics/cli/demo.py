@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from nilemetrics.cli.common import err_console, fail
-from nilemetrics.cli.options import out_console, seconds
+from nilemetrics.cli.options import err_console, fail, out_console, seconds
 from nilemetrics.cli.signals import stop_on_signals
 from nilemetrics.cli.simulate import summary_table
 from nilemetrics.config import Settings

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table as RichTable
 from sqlalchemy import Connection, and_, case, distinct, exists, func, or_, select, true
 
-from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.cli.options import (
+    DatabaseUrlOption,
     check_period,
     database_errors,
     open_database,

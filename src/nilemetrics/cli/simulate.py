@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table as RichTable
 
-from nilemetrics.cli.common import fail
-from nilemetrics.cli.options import out_console, seconds
+from nilemetrics.cli.options import fail, out_console, seconds
 from nilemetrics.simulation import (
     MAX_DURATION,
     MAX_SHOPPERS,
