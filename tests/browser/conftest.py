@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import Row, Table, select
 
 from nilemetrics.config import Settings
+from nilemetrics.demo.shop import create_shop_app
 from nilemetrics.server.db import make_engine
-from nilemetrics.server.shop import create_shop_app
 from tests.conftest import TEST_TOKEN
 from tests.support import FakeClock, LiveServer, TcpProxy, free_port, run_server, serve_app
 
