@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ import websockets
 from nilemetrics.server.hub import Frame, Hub
 from tests.api.journeys import P, nested_error
 from tests.api.test_socketio import Recorder as SocketIORecorder
-from tests.support import LiveServer
+from tests.support import LiveServer, pushed_frame
 
 
 class Source:
@@ -115,7 +114,7 @@ async def test_no_repeated_identical_frames_after_a_payment_error(server: LiveSe
             deadline = time.monotonic() + 4 * server.settings.refresh_interval + 0.5
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+                    message = pushed_frame(await asyncio.wait_for(ws.recv(), remaining))
                 except TimeoutError:
                     break
                 ws_frames.append((message["event"], message["data"]))
