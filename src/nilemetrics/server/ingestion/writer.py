@@ -9,7 +9,7 @@ hundreds of events per commit under load.
 Batches are applied in a child process by default. In a thread, the writer's
 Python work and the HTTP side took turns on the GIL: after every call into the
 database driver the writer waited for the event loop to let go, so batches took
-three times their CPU time and requests waited for them. Rare maintenance jobs
+far longer than their CPU time and requests waited for them. Rare maintenance jobs
 (cleanup, erasure) still run in a thread here, serialised with the batches.
 
 A request's events are one unit: all of them are committed, or none. When the

@@ -2,7 +2,7 @@
 
 In a thread, the writer's Python work and the HTTP side took turns on the GIL:
 after every call into the database driver the writer waited for the event loop
-to let go, so batches took about three times their CPU time. A process of its own
+to let go, so batches took far longer than their CPU time. A process of its own
 has a GIL of its own. Batches are pickled to it over a socket pair.
 """
 
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 #: tables (a fresh database, a burst of new sessions, autovacuum late or off), and
 #: then it chose a sequential scan of all sessions and *bitmap* scans of the open-visits
 #: index. A bitmap scan never marks the index entries of closed visits as dead (a
-#: plain index scan does), so every lookup revisited each session's whole history:
-#: 1.8 ms instead of 0.3 ms to load a batch of 25 sessions after a few seconds of load.
+#: plain index scan does), so every lookup revisited each session's whole history
+#: (measured in README "Performance").
 #: Only the writer process's connection gets these: reports, cleanup and erasure
 #: run elsewhere and are planned normally.
 WRITER_PG_OPTIONS = "-c enable_seqscan=off -c enable_bitmapscan=off"
@@ -103,7 +103,8 @@ class WriterProcess:
         re-import whatever script started the server. The URL travels over the
         socket, not the command line, where ``ps`` would show its password.
         """
-        assert self._gate.fd is not None
+        if self._gate.fd is None:
+            raise ValueError("the writer process needs a gate shared through a file")
         ours, theirs = socket.socketpair()
         proc = subprocess.Popen(
             [sys.executable, "-m", "nilemetrics.server.ingestion.writer_process",
@@ -149,7 +150,8 @@ class WriterProcess:
             await asyncio.to_thread(self.close)
             await asyncio.to_thread(self.start)
         pipe = self._pipe
-        assert pipe is not None
+        if pipe is None:  # start() either set it or raised
+            raise DatabaseUnavailable("the writer process is not running")
         answer: asyncio.Future[Any] = loop.create_future()
 
         def readable() -> None:
