@@ -19,13 +19,15 @@ Count = Annotated[int, Field(strict=True, ge=0)]
 Share = Annotated[float, Field(strict=True, ge=0, le=1)]
 
 
-class _Pushed(BaseModel):
+class Pushed(BaseModel):
+    """A body the server sends: filled by name or alias, every field always sent."""
+
     model_config = ConfigDict(
         populate_by_name=True, json_schema_serialization_defaults_required=True
     )
 
 
-class LiveMetrics(_Pushed):
+class LiveMetrics(Pushed):
     """Live numbers: sessions per page now, and the last hour's payment figures.
 
     Body of GET ``/live-metrics`` and of ``metrics-update`` frames.
@@ -86,7 +88,7 @@ class LiveMetrics(_Pushed):
     last_updated: datetime | None = Field(default=None, alias="lastUpdated")
 
 
-class PaymentErrorRow(_Pushed):
+class PaymentErrorRow(Pushed):
     """One payment error with its checkout context (snake_case, as the old API).
 
     Rows of GET ``/payment-errors`` and of ``payment-errors-update`` frames.
@@ -115,20 +117,20 @@ class PaymentErrorRow(_Pushed):
     checkout_status: str | None = None
 
 
-class Heartbeat(_Pushed):
+class Heartbeat(Pushed):
     """Body of ``metrics-heartbeat``: the server is alive, and how often it says so."""
 
     timestamp: datetime | None = None
     interval_seconds: float | None = Field(default=None, alias="intervalSeconds")
 
 
-class Notice(_Pushed):
+class Notice(Pushed):
     """Body of an ``error`` frame: the server could not use a frame the client sent."""
 
     message: str = ""
 
 
-class PageSessionOut(_Pushed):
+class PageSessionOut(Pushed):
     """One live session on a page: where it is, since when, who, and where it came from."""
 
     session_id: str = Field(default="", alias="sessionId")
@@ -154,7 +156,7 @@ class PageSessionOut(_Pushed):
     previous_page_identifier: str | None = Field(default=None, alias="previousPageIdentifier")
 
 
-class PageSessionsOut(_Pushed):
+class PageSessionsOut(Pushed):
     """The live sessions on some pages, longest on the page first."""
 
     total: Count = Field(
