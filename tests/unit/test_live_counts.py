@@ -125,6 +125,7 @@ def checkout(session_id: str, status: str, started: float, **times: float) -> di
         "total_amount": Decimal("84.20"), "payment_method": "ziina", "status": status,
         "error_count": 1 if "payment_error_at" in times else 0,
         "started_at": ago(started), "updated_at": ago(started),
+        "payment_started_at": None, "payment_error_at": None, "completed_at": None,
     }
     row.update({name: ago(seconds) for name, seconds in times.items()})
     return row

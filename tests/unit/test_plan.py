@@ -178,8 +178,8 @@ def test_each_payment_event_implies_the_payment_page() -> None:
 
 def test_a_checkout_event_leaves_a_reported_page_as_it_is() -> None:
     """A session already on a page stays there when its checkout event comes."""
-    plan = plan_batch([visit(0, "product", pageIdentifier="p-9"), event(EventType.PAYMENT_START, 2)],
-                      {})
+    events = [visit(0, "product", pageIdentifier="p-9"), event(EventType.PAYMENT_START, 2)]
+    plan = plan_batch(events, {})
     state = plan.states[SID]
     assert (state.current_page_type, state.current_page_identifier) == ("product", "p-9")
 

@@ -47,6 +47,8 @@ def validate_frame(text: str) -> tuple[WsEvent, Any]:
     if not isinstance(message, dict) or set(message) != {"event", "data"}:
         raise ValueError(f"not an {{event, data}} frame: {text[:200]}")
     event = WsEvent(message["event"])
+    if event not in FRAME_DATA:
+        raise ValueError(f"{event} is a frame clients send, not one the server pushes")
     data = message["data"]
     value = FRAME_DATA[event].validate_python(data)
     for model, body in _bodies(value, data):

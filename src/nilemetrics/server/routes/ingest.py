@@ -156,7 +156,7 @@ async def track_batch(
             problems.extend(describe_errors(exc.errors(), prefix=f"events[{index}]"))
             continue
         if parsed.session_id is None:  # session-start, whose model makes it optional
-            problems.append({"field": f"events[{index}].sessionId", "message": "Field required"})
+            problems.append({"field": f"events[{index}].sessionId", "message": "field required"})
             continue
         events.append(_event(state, request, spec.kind, parsed.session_id, parsed))
     if problems:
