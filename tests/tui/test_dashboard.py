@@ -59,6 +59,8 @@ async def test_counts_lists_and_funnel_show_the_snapshot(make_app: MakeApp,
     app = make_app(feed)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: shown_count(app, "homepage") == "12")
+        # The screen was laid out before the first frame: wait for the repaint.
+        await wait_until(pilot, lambda: "42 live" in screen_text(app))
         assert shown_count(app, "categories") == "11"
         assert shown_count(app, "offers") == "5"
         assert shown_count(app, "checkout") == "3"
@@ -169,6 +171,8 @@ async def test_narrow_terminal_uses_ellipsis(make_app: MakeApp, feed: RecordedFe
     app = make_app(feed)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: table(app).row_count == 3)
+        # The screen was laid out before the first frame: wait for the repaint.
+        await wait_until(pilot, lambda: "42 live" in screen_text(app))
         text = screen_text(app)
         assert "summer-hats-a…" in text
         assert "Your card was…" in text or "Your card was de…" in text
