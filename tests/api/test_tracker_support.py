@@ -182,7 +182,7 @@ def test_batch_session_start_needs_a_session_id(client: httpx.Client, db: Engine
         f"{P}/events", json={"events": [{"type": "session-start", "email": "a@b.c"}]}
     )
     assert response.status_code == 422
-    assert response.json()["detail"] == "events[0].sessionId: Field required"
+    assert response.json()["detail"] == "events[0].sessionId: field required"
     assert rows(db, sessions_t) == [] and rows(db, events_t) == []
 
 

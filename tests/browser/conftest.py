@@ -28,9 +28,6 @@ from tests.support import FakeClock, LiveServer, TcpProxy, free_port, run_server
 
 CHROMIUM = os.environ.get("NILEMETRICS_TEST_CHROMIUM", "/usr/bin/chromium")
 
-pytestmark = pytest.mark.browser
-
-
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"browser tests are required in CI: {reason}")

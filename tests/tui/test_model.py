@@ -293,13 +293,15 @@ def test_other_pages_from_pages_leave_out_panel_pages_and_zeros() -> None:
     assert m.other_pages == {"search": 7, "product_listing": 3}
 
 
-def test_metrics_counts_are_whole_and_never_negative() -> None:
-    """Floats are cut to whole sessions, negatives and booleans become 0, rates stay in 0..1."""
-    m = Metrics.from_data({"homepage": 3.9, "checkout": -2, "payment": True,
-                           "paymentSuccessRate": 1.7, "categories": {"a": -1, "b": 2.5}})
-    assert (m.homepage, m.checkout, m.payment, m.payment_success_rate) == (3, 0, 0, 1.0)
-    assert m.categories == {"b": 2, "a": 0}
-    assert Metrics.from_data({"paymentSuccessRate": -0.5}).payment_success_rate == 0.0
+def test_metrics_values_the_contract_refuses_become_defaults() -> None:
+    """Fractions, negatives, booleans and rates outside 0..1 become 0 / None; the rest stays."""
+    m = Metrics.from_data({"homepage": 3.9, "checkout": -2, "payment": True, "search": 4,
+                           "paymentSuccessRate": 1.7, "categories": {"a": -1, "b": 2}})
+    assert (m.homepage, m.checkout, m.payment, m.search) == (0, 0, 0, 4)
+    assert m.payment_success_rate is None
+    assert m.categories == {}  # a nested value that does not fit drops its whole field
+    assert Metrics.from_data({"paymentSuccessRate": 0.5}).payment_success_rate == 0.5
+    assert Metrics.from_data({"paymentSuccessRate": -0.5}).payment_success_rate is None
     assert Metrics.from_data({"lastUpdated": "soon"}).last_updated is None
     assert Metrics.from_data({}).last_updated is None
     assert Metrics.from_data({"lastUpdated": "2026-11-24T12:00:00Z"}).last_updated == T0

@@ -19,9 +19,9 @@ from nilemetrics.cli.options import (
     utc_now,
 )
 from nilemetrics.durations import format_duration
-from nilemetrics.server.cleanup import end_stale_sessions, stale_session_count
 from nilemetrics.server.db import write_options
 from nilemetrics.server.retention import purge, purgeable, retention_cutoff
+from nilemetrics.server.services.cleanup import end_stale_sessions, stale_session_count
 
 
 def end_sessions(engine: Engine, now: datetime, timeout: float) -> tuple[int, int]:

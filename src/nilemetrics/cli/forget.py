@@ -39,8 +39,7 @@ def _erase(engine: Engine, subject: Subject, key: bytes, *, commit: bool) -> Era
             if not commit:
                 tx.rollback()
             elif conn.dialect.name == "postgresql":
-                # Imported here: the writer pulls in the whole ingestion path.
-                from nilemetrics.server.writer import NOTIFY_CHANNEL
+                from nilemetrics.server.notify import NOTIFY_CHANNEL
 
                 # Running servers refresh their live numbers and error lists at commit.
                 conn.execute(

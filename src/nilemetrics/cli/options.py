@@ -75,9 +75,14 @@ def seconds(value: str, option: str) -> float:
 def point_in_time(value: str, option: str, now: datetime) -> datetime:
     """``24h`` (that long ago) or an ISO 8601 time (naive means UTC) as an aware datetime."""
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        ago = parse_duration(value)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=ago)
+        except OverflowError:
+            fail(f"{option}: {value!r} is further back than any date")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, select, true, update
 
+from nilemetrics.server.db import DatabaseUnavailable
+from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.tables import sessions_t, visits_t
+
+if TYPE_CHECKING:
+    from nilemetrics.server.state import ServerState
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1000
 
@@ -95,3 +104,28 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
         if len(rows) < _CHUNK:
             break
     return ended, closed
+
+
+async def run_cleanup(state: ServerState) -> int:
+    """One cleanup tick: end stale sessions, push fresh numbers and a heartbeat."""
+    now = state.now()
+    timeout = state.settings.session_timeout
+    ended, _closed = await state.writer.run_job(
+        lambda conn: end_stale_sessions(conn, now, timeout)
+    )
+    state.hub.mark_dirty()
+    state.hub.heartbeat(now, state.settings.cleanup_interval)
+    return int(ended)
+
+
+async def cleanup_loop(state: ServerState, outage: OutageLog) -> None:
+    """Run a cleanup tick every ``cleanup_interval`` until cancelled; never give up."""
+    while True:
+        await asyncio.sleep(state.settings.cleanup_interval)
+        try:
+            await run_cleanup(state)
+            outage.succeeded()
+        except DatabaseUnavailable as exc:
+            log.warning("cleanup skipped: database unavailable (%s)", exc)
+        except Exception:
+            log.exception("cleanup tick failed")
