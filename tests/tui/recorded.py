@@ -184,7 +184,7 @@ def standard_events() -> list[FeedEvent]:
 
 
 async def wait_until(
-    pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 5.0, what: str = ""
+    pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 10.0, what: str = ""
 ) -> None:
     """Let the app run until ``predicate()`` holds (the feed never goes idle)."""
     deadline = time.monotonic() + timeout

@@ -352,11 +352,14 @@ async def test_connection_states_and_countdown(make_app: MakeApp, mono: FakeMono
         await wait_until(pilot, lambda: status.state_text()
                          == "✕ server unreachable · reconnecting in 4s")
         mono.advance(2.5)
+        # The state first, then its paint (a repaint comes a moment later under load).
         await wait_until(pilot, lambda: status.retry_in == 2)
-        assert "server unreachable · reconnecting in 2s" in screen_text(app)
+        await wait_until(
+            pilot, lambda: "server unreachable · reconnecting in 2s" in screen_text(app)
+        )
         feed.push(Connecting(2), Connected(), metrics_frame())
         await wait_until(pilot, lambda: status.state_text() == "● connected")
-        assert "● connected" in screen_text(app)
+        await wait_until(pilot, lambda: "● connected" in screen_text(app))
         feed.push(Disconnected("connection lost", 1.0, unreachable=False))
         await wait_until(pilot, lambda: status.state_text()
                          == "○ connection lost · reconnecting in 1s")
@@ -392,7 +395,7 @@ async def test_stale_after_two_heartbeat_intervals(make_app: MakeApp, feed: Reco
         assert not status.stale
         mono.advance(2)
         await wait_until(pilot, lambda: status.stale)
-        assert "STALE" in screen_text(app)
+        await wait_until(pilot, lambda: "STALE" in screen_text(app))
         feed.push(Frame("metrics-heartbeat", {"timestamp": "2026-11-24T12:00:31Z"}))
         await wait_until(pilot, lambda: not status.stale)
 
