@@ -39,10 +39,16 @@ class Cluster:
     url: str
     bin: Path
     data: Path
+    options: str
+    log: Path
 
     def ctl(self, *args: str) -> None:
         """Run pg_ctl on this cluster (as the postgres user when we are root)."""
         _run([str(self.bin / "pg_ctl"), "-D", str(self.data), *args])
+
+    def start(self) -> None:
+        """Start the server (again) on its port."""
+        self.ctl("-o", self.options, "-l", str(self.log), "-w", "start")
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -72,8 +78,9 @@ def cluster() -> Iterator[Cluster]:
     _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
           "--no-sync"])
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    found = Cluster(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_bin, data)
-    found.ctl("-o", options, "-l", str(root / "server.log"), "-w", "start")
+    found = Cluster(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_bin, data,
+                    options, root / "server.log")
+    found.start()
     try:
         yield found
     finally:
@@ -133,3 +140,29 @@ def test_postgres_restart_loses_nothing_acknowledged(cluster: Cluster, tmp_path:
     engine.dispose()
     assert set(acknowledged) <= stored
     assert total >= len(acknowledged) >= 40
+
+
+def test_leadership_comes_back_after_a_postgres_restart(cluster: Cluster, tmp_path: Path) -> None:
+    """PostgreSQL restarted: the leader steps down without crashing and, once the database
+    is back, the server leads again (cleanup and snapshot storage resume)."""
+    settings = Settings(
+        database_url=cluster.url, data_dir=tmp_path / "data", config_dir=tmp_path / "config",
+        dashboard_token=[TEST_TOKEN], cleanup_interval=3600,
+    )
+    with run_server(settings, FakeClock()) as server:
+        leadership = server.server.config.app.state.leader  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while not leadership.is_leader():
+            assert time.monotonic() < deadline, "never led"
+            time.sleep(0.05)
+        cluster.ctl("-m", "fast", "-w", "stop")
+        deadline = time.monotonic() + 15
+        while leadership.is_leader() or leadership.database_reachable():
+            assert time.monotonic() < deadline, "still leading without a database"
+            time.sleep(0.05)
+        cluster.start()
+        deadline = time.monotonic() + 15
+        while not leadership.is_leader():
+            assert time.monotonic() < deadline, "did not lead again"
+            time.sleep(0.05)
+        assert httpx.get(f"{server.base_url}/healthz").status_code == 200

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from nilemetrics.server.db import (
 from nilemetrics.server.fair_queue import client_of
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
+from nilemetrics.server.leader import Leadership
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
 from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
@@ -82,8 +84,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             store_snapshot(conn, body, clock.now())
 
         async def store_metrics(body: dict[str, Any]) -> None:
+            if not leader.is_leader():
+                return  # the leader stores it (its hub hears every process's changes)
             # Through the writer's queue: never competes with a batch for the lock.
             await writer.run_job(lambda conn: store(conn, body), notify=False)
+
+        async def store_fresh_metrics() -> None:
+            await store_metrics(await compute_metrics())
+
+        # One process of all those on the database runs the shared database jobs.
+        leader = Leadership(url if engine.dialect.name == "postgresql" else None)
+        leader.on_elected(store_fresh_metrics)
+        app.state.leader = leader
 
         hub = Hub(
             compute_metrics=compute_metrics,
@@ -113,7 +125,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         app.state.nm = state
         await writer.start()
         hub.start()
-        tasks = [asyncio.create_task(_cleanup_loop(state, outage), name="nm-cleanup")]
+        tasks = [
+            asyncio.create_task(leader.run(), name="nm-leader"),
+            asyncio.create_task(_cleanup_loop(state, outage, leader), name="nm-cleanup"),
+        ]
         if engine.dialect.name == "postgresql":
             tasks.append(
                 asyncio.create_task(
@@ -204,12 +219,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-async def _cleanup_loop(state: ServerState, outage: OutageLog) -> None:
+async def _cleanup_loop(state: ServerState, outage: OutageLog, leader: Leadership) -> None:
     while True:
         await asyncio.sleep(state.settings.cleanup_interval)
+        if not leader.is_leader():
+            # The leader cleans up; this process's subscribers still get their heartbeat
+            # (not while the database is away: a heartbeat says the numbers are current).
+            if leader.database_reachable():
+                dashboard.send_heartbeat(state)
+            continue
         try:
-            await dashboard.run_cleanup(state)
+            ended = await dashboard.run_cleanup(state)
             outage.succeeded()
+            log.log(logging.INFO if ended else logging.DEBUG,
+                    "cleanup (leader, pid %d): ended %d idle sessions", os.getpid(), ended)
         except DatabaseUnavailable as exc:
             log.warning("cleanup skipped: database unavailable (%s)", exc)
         except Exception:

@@ -92,5 +92,10 @@ async def run_cleanup(state: ServerState) -> int:
         lambda conn: end_stale_sessions(conn, now, timeout)
     )
     state.hub.mark_dirty()
-    state.hub.heartbeat(wire_time(now), state.settings.cleanup_interval)
+    send_heartbeat(state, now)
     return int(ended)
+
+
+def send_heartbeat(state: ServerState, now: datetime | None = None) -> None:
+    """``metrics-heartbeat`` to this process's subscribers (every process sends its own)."""
+    state.hub.heartbeat(wire_time(now or state.now()), state.settings.cleanup_interval)
