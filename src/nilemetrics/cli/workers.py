@@ -4,8 +4,8 @@ The supervisor (the ``serve`` process itself, after it has checked the port,
 migrated the schema and made sure of the dashboard token) binds one listening
 socket per worker with ``SO_REUSEPORT``, so the kernel spreads new connections
 evenly over the workers. (One socket shared by all, as uvicorn's ``--workers``
-does, let whichever process woke first take a whole burst of connections:
-64 connections split 46/18.) Each worker is a fresh interpreter
+does, lets whichever process wakes first take a whole burst of connections: in
+a quick trial with wrk, 64 connections split 45/19 and 46/18.) Each worker is a fresh interpreter
 (``python -m nilemetrics.cli.workers PIPE_FD SOCKET_FD``) that gets the
 settings over a pipe, never on its command line or in its environment, and
 runs the same application and connection limits as a single ``serve``.

@@ -131,6 +131,8 @@ class Leadership:
         finally:
             self._step_down(None)
             self._reachable = False
+            for task in self._background:
+                task.cancel()
 
     async def _seek(self, url: str) -> None:
         conninfo = psycopg_conninfo(url)
@@ -190,7 +192,12 @@ class Leadership:
         must stop leading first.
         """
         task = asyncio.ensure_future(operation)
-        done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # not left running on a connection about to be closed
+            task.add_done_callback(_retrieve)
+            raise
         if task in done:
             return task.result()
         self._step_down(_NoAnswer(f"no answer within {self._timeout:g} s"))
