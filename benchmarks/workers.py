@@ -169,6 +169,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "database": "PostgreSQL on the same machine",
         "connections": args.connections, "duration_s": args.duration, "order": order,
         "runs": runs,
