@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from nilemetrics.protocol.answers import SuccessOut
+from nilemetrics.protocol.bodies import PageVisitIn
 from nilemetrics.server.app import NO_TELEMETRY
-from nilemetrics.server.schemas import PageVisitIn, SuccessOut
 
 # Without FastAPI's OpenTelemetry hooks, as nilemetrics runs (see create_app): the
 # comparison is between our storage path and none, on the same framework settings.

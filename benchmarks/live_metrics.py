@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy import Engine, text
 
 from nilemetrics.server.db import make_engine, migrate, write_options
-from nilemetrics.server.hotpath import HotSql
+from nilemetrics.server.ingestion.statements import SessionInsert, Statements, VisitInsert
 from nilemetrics.server.live import snapshot
 
 HERE = Path(__file__).parent
@@ -44,13 +44,13 @@ def timed_snapshot(engine: Engine, runs: int) -> float:
             with conn.begin():
                 body = snapshot(conn, NOW, 90.0)
             samples.append((time.perf_counter() - began) * 1000)
-    assert body["liveSessions"] == 500, body["liveSessions"]
+    assert body.live_sessions == 500, body.live_sessions
     return statistics.median(samples)
 
 
 def insert(engine: Engine, sql: str, rows: list[tuple[object, ...]]) -> None:
     """Bulk insert through the driver, in chunks (multi-row templates or executemany)."""
-    hot = HotSql(engine.dialect.name)
+    hot = Statements(engine.dialect.name)
     with engine.connect() as conn:
         write_options(conn)
         for start in range(0, len(rows), 50_000):
@@ -62,18 +62,21 @@ def insert(engine: Engine, sql: str, rows: list[tuple[object, ...]]) -> None:
                     conn.exec_driver_sql(sql, chunk)
 
 
-def live_sessions(engine: Engine, hot: HotSql) -> None:
+def live_sessions(engine: Engine, hot: Statements) -> None:
     """500 live sessions on various pages, active in the last minute."""
     rows = []
     for i in range(500):
         page, ident = PAGES[i % len(PAGES)]
         at = NOW - timedelta(seconds=random.randint(0, 60))
-        rows.append((str(uuid.uuid4()), None, None, None, None, None, hot.boolean(True),
-                     hot.ts(at), hot.ts(at), None, page, ident))
+        rows.append(SessionInsert(
+            session_id=str(uuid.uuid4()), user_id=None, email=None, phone=None, ip_address=None,
+            user_agent=None, is_active=hot.boolean(True), started_at=hot.ts(at),
+            last_activity=hot.ts(at), ended_at=None, current_page_type=page,
+            current_page_identifier=ident))
     insert(engine, hot.insert_sessions, rows)
 
 
-def history(engine: Engine, hot: HotSql, visits: int) -> None:
+def history(engine: Engine, hot: Statements, visits: int) -> None:
     """Old ended sessions, their page visits and failed or paid checkouts."""
     p = "%s" if hot.pg else "?"
     sessions = [str(uuid.uuid4()) for _ in range(200_000)]
@@ -81,16 +84,21 @@ def history(engine: Engine, hot: HotSql, visits: int) -> None:
     for i, sid in enumerate(sessions):
         at = NOW - timedelta(days=1 + i % 60, seconds=i)
         page, ident = PAGES[i % len(PAGES)]
-        rows.append((sid, None, None, None, None, None, hot.boolean(False), hot.ts(at),
-                     hot.ts(at), hot.ts(at), page, ident))
+        rows.append(SessionInsert(
+            session_id=sid, user_id=None, email=None, phone=None, ip_address=None,
+            user_agent=None, is_active=hot.boolean(False), started_at=hot.ts(at),
+            last_activity=hot.ts(at), ended_at=hot.ts(at), current_page_type=page,
+            current_page_identifier=ident))
     insert(engine, hot.insert_sessions, rows)
     rows = []
     for i in range(visits):
         at = NOW - timedelta(days=1 + i % 60, seconds=i % 86400)
         page, ident = PAGES[i % len(PAGES)]
-        rows.append((sessions[i % len(sessions)], page, ident, "https://shop.test/x",
-                     hot.ts(at), hot.ts(at + timedelta(seconds=30)), 30.0,
-                     hot.boolean(False)))
+        rows.append(VisitInsert(
+            session_id=sessions[i % len(sessions)], page_type=page, page_identifier=ident,
+            page_url="https://shop.test/x", entered_at=hot.ts(at),
+            exited_at=hot.ts(at + timedelta(seconds=30)), duration_seconds=30.0,
+            is_active=hot.boolean(False)))
     insert(engine, hot.insert_visits, rows)
     checkout_sql = (
         "INSERT INTO checkout_sessions (session_id, checkout_items, total_amount, status, "
@@ -120,7 +128,7 @@ def measure(name: str, url: str, visits: int, runs: int) -> dict[str, float]:
     """Empty history vs. large history on one database."""
     engine = make_engine(url)
     migrate(engine)
-    hot = HotSql(engine.dialect.name)
+    hot = Statements(engine.dialect.name)
     live_sessions(engine, hot)
     empty = timed_snapshot(engine, runs)
     began = time.perf_counter()

@@ -185,8 +185,8 @@ def main() -> None:
         results["db_mb"] = round(db.stat().st_size / 2**20, 1)
 
         # report --since 24h: the analyses in process, then the whole command.
-        from nilemetrics.cli.report import build_report
         from nilemetrics.server.db import make_engine
+        from nilemetrics.server.reports import build_report
 
         engine = make_engine(url)
         now = datetime.now(UTC)

@@ -19,6 +19,17 @@ from tests.support import (
 )
 
 TEST_TOKEN = "test-token-0123456789"
+BROWSER_TESTS = Path(__file__).parent / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/browser carries the ``browser`` marker (``-m browser``).
+
+    A ``pytestmark`` in a conftest marks nothing: the marker is given here instead.
+    """
+    for item in items:
+        if BROWSER_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(autouse=True)

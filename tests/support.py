@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import uvicorn
@@ -18,6 +20,8 @@ from sqlalchemy import text
 from starlette.types import ASGIApp
 
 from nilemetrics.config import Settings
+from nilemetrics.protocol.frames import FRAME_DATA, validate_frame
+from nilemetrics.protocol.names import WsEvent
 from nilemetrics.server.app import create_app
 from nilemetrics.server.db import make_engine
 from nilemetrics.server.tables import metadata
@@ -25,6 +29,27 @@ from nilemetrics.server.tables import metadata
 PG_ADMIN_URL = os.environ.get(
     "NILEMETRICS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+
+def pushed_frame(text: str | bytes) -> dict[str, Any]:
+    """A WebSocket frame the server pushed, checked against the contract's model, as JSON.
+
+    Every test that reads frames reads them through this (or :func:`pushed_data`):
+    a frame whose shape drifts from ``nilemetrics.protocol`` fails the test.
+    """
+    validate_frame(text.decode() if isinstance(text, bytes) else text)
+    frame: dict[str, Any] = json.loads(text)
+    return frame
+
+
+def pushed_data(event: str, data: Any) -> Any:
+    """The ``data`` of a Socket.IO frame, checked like :func:`pushed_frame`."""
+    validate_frame(json.dumps({"event": event, "data": data}))
+    return data
+
+
+#: The events whose frames the server pushes (all checked by ``pushed_frame``).
+PUSHED_EVENTS = tuple(str(event) for event in FRAME_DATA if event != WsEvent.ERROR)
 
 
 class FakeClock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nilemetrics.server.fair_queue import FairQueue
+from nilemetrics.server.ingestion.fair_queue import FairQueue
 
 
 def _queue() -> FairQueue[str]:

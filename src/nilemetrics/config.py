@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nilemetrics.durations import parse_duration
+from nilemetrics.protocol.bodies import MAX_BODY_BYTES
 
 APP_NAME = "nilemetrics"
 TOKEN_FILE_NAME = "dashboard-token"
@@ -77,7 +78,7 @@ class Settings(BaseSettings):
     honour_privacy_signals: bool = True
     """Count requests with ``Sec-GPC: 1`` or ``DNT: 1`` without storing personal data."""
 
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     """Largest accepted ingestion request body."""
 
     batch_max_events: int = 1000

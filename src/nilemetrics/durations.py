@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -31,6 +32,9 @@ def parse_duration(text: str | float | int) -> float:
                     f"invalid duration {str(text)!r}: use a number of seconds or "
                     "forms like 90s, 30m, 1h30m, 7d"
                 ) from None
+    if not math.isfinite(seconds):
+        # float() reads "nan", "inf" and 1e400; none is a duration anyone means.
+        raise ValueError(f"invalid duration {str(text)!r}: must be a finite number of seconds")
     if seconds < 0:
         raise ValueError(f"invalid duration {str(text)!r}: must not be negative")
     return seconds

@@ -176,7 +176,7 @@ def test_ip_storage_modes(settings: Settings, db: Engine, mode: str, stored: str
 
 def test_anonymize_ip_prefixes() -> None:
     """IPv4 keeps /24, IPv6 /48, mapped IPv4 is treated as IPv4, garbage is dropped."""
-    from nilemetrics.server.privacy import anonymize_ip
+    from nilemetrics.server.ingestion.privacy import anonymize_ip
 
     assert anonymize_ip("203.0.113.77") == "203.0.113.0"
     assert anonymize_ip("2001:db8:abcd:1234::1") == "2001:db8:abcd::"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import websockets
 
+from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
 from nilemetrics.server.hub import Frame, Hub
 from tests.api.journeys import P, nested_error
 from tests.api.test_socketio import Recorder as SocketIORecorder
-from tests.support import LiveServer
+from tests.support import LiveServer, pushed_frame
 
 
 class Source:
@@ -23,14 +24,16 @@ class Source:
         self.n = 0
         self.gates: list[asyncio.Event] = []
 
-    async def metrics(self) -> dict[str, Any]:
+    async def metrics(self) -> LiveMetrics:
         """The numbers as they were when the read began (like a database snapshot)."""
         n = self.n
         if self.gates:
             await self.gates.pop(0).wait()
-        return {"n": n, "lastUpdated": f"read-{n}"}
+        read_at = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(seconds=n)
+        return LiveMetrics(homepage=n, live_sessions=n, pages={"homepage": n},
+                           last_updated=read_at)
 
-    async def errors(self) -> list[dict[str, Any]]:
+    async def errors(self) -> list[PaymentErrorRow]:
         """No payment errors."""
         return []
 
@@ -44,7 +47,7 @@ class Transport:
     async def send(self, item: Frame) -> None:
         """Record a metrics-update body."""
         if item.event == "metrics-update":
-            self.metrics.append(item.data["n"])
+            self.metrics.append(item.data["homepage"])
 
 
 async def test_slow_snapshot_read_never_makes_the_hub_repeat_a_frame() -> None:
@@ -76,7 +79,7 @@ async def test_slow_snapshot_read_never_makes_the_hub_repeat_a_frame() -> None:
         await asyncio.sleep(0.1)
         assert late.metrics == [1]
         assert early.metrics in ([1], [0, 1])
-        assert hub.metrics_frame is not None and hub.metrics_frame.data["n"] == 1
+        assert hub.metrics_frame is not None and hub.metrics_frame.data["homepage"] == 1
     finally:
         for pump in pumps:
             pump.cancel()
@@ -115,7 +118,7 @@ async def test_no_repeated_identical_frames_after_a_payment_error(server: LiveSe
             deadline = time.monotonic() + 4 * server.settings.refresh_interval + 0.5
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+                    message = pushed_frame(await asyncio.wait_for(ws.recv(), remaining))
                 except TimeoutError:
                     break
                 ws_frames.append((message["event"], message["data"]))

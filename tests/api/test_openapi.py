@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from nilemetrics.server.schemas import ProblemOut, ValidationProblemOut
+from nilemetrics.protocol.answers import ProblemOut, ValidationProblemOut
 from tests.api.journeys import P
 from tests.support import LiveServer
 
@@ -101,7 +101,7 @@ def test_error_answers_match_the_declared_schemas(server: LiveServer) -> None:
 
 
 def test_openapi_declares_every_error_and_uuid_session_ids(client: httpx.Client) -> None:
-    """Ingestion declares 400/413/422/503, no stock 422 schema is left, sessionId is a uuid."""
+    """Ingestion declares 400/413/422/429/503, no stock 422 schema is left, sessionId is a uuid."""
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
@@ -111,7 +111,7 @@ def test_openapi_declares_every_error_and_uuid_session_ids(client: httpx.Client)
     ]
     assert len(ingestion) == 9
     for path, op in ingestion:
-        assert {"200", "400", "413", "422", "503"} == set(op["responses"]), path
+        assert {"200", "400", "413", "422", "429", "503"} == set(op["responses"]), path
     for model in ("SessionEventIn", "PageVisitIn", "CheckoutStartIn", "PaymentErrorIn"):
         session_id = schemas[model]["properties"]["sessionId"]
         assert (session_id["type"], session_id["format"]) == ("string", "uuid"), model

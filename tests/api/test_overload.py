@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.config import Settings
-from nilemetrics.server.writer import _CommitGate
+from nilemetrics.server.ingestion.commit import CommitGate
 from tests.api.conftest import row_counts
 from tests.api.journeys import P
 from tests.support import FakeClock, LiveServer, TcpProxy, run_server
@@ -215,7 +215,7 @@ def test_frozen_postgres_answers_503_in_time_and_writes_nothing_later(
 
 def test_commit_gate_commit_and_abandon_exclude_each_other() -> None:
     """Per batch, the gate lets exactly one of commit and abandon through."""
-    for gate in (_CommitGate(), _CommitGate.shared()):
+    for gate in (CommitGate(), CommitGate.shared()):
         gate.open(1)
         assert gate.abandon(1) is True
         assert gate.commit(1) is False

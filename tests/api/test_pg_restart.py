@@ -22,7 +22,7 @@ from nilemetrics.server.tables import visits_t
 from tests.conftest import TEST_TOKEN
 from tests.support import FakeClock, free_port, run_server
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.postgres
 
 P = "/api/metrics"
 

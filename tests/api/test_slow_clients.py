@@ -18,7 +18,7 @@ from nilemetrics.config import Settings
 from nilemetrics.server.app import create_app
 from nilemetrics.server.http_guard import uvicorn_limits
 from tests.api.journeys import P
-from tests.support import FakeClock, free_port
+from tests.support import FakeClock, free_port, pushed_frame
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -167,11 +167,11 @@ def test_normal_requests_and_websocket_still_work(settings: Settings) -> None:
         token = settings.dashboard_token[0]
         url = f"ws://127.0.0.1:{port}{P}/ws?token={token}"
         with websockets.sync.client.connect(url) as ws:
-            first = json.loads(ws.recv(timeout=5))
+            first = pushed_frame(ws.recv(timeout=5))
             assert first["event"] in {"metrics-update", "payment-errors-update"}
             time.sleep(1.5)  # past the request timeout: a WebSocket is not a slow request
             ws.send(json.dumps({"event": "join-seller-dashboard", "data": "s1"}))
             ws.send("not json")
-            while (frame := json.loads(ws.recv(timeout=5)))["event"] != "error":
+            while (frame := pushed_frame(ws.recv(timeout=5)))["event"] != "error":
                 pass
             assert frame == {"event": "error", "data": {"message": "unknown or malformed frame"}}

@@ -16,7 +16,7 @@ import socketio
 import websockets
 
 from tests.api.journeys import P, nested_error
-from tests.support import LiveServer
+from tests.support import LiveServer, pushed_data, pushed_frame
 
 EVENTS = ("metrics-update", "payment-errors-update", "metrics-heartbeat")
 
@@ -35,7 +35,7 @@ class Recorder:
 
     def _recorder(self, event: str) -> Callable[[Any], None]:
         def record(data: Any) -> None:
-            self.frames.append((event, data))
+            self.frames.append((event, pushed_data(event, data)))
             self._arrived.set()
 
         return record
@@ -114,7 +114,7 @@ async def test_auth_token_gets_snapshot_then_live_frames(
         assert row["total_amount"] == 12.0 and isinstance(row["total_amount"], float)
         # The same body as the WebSocket's frame, as JSON objects.
         while True:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            message = pushed_frame(await asyncio.wait_for(ws.recv(), 5))
             if message["event"] == "payment-errors-update" and message["data"]:
                 break
         assert rows == message["data"]

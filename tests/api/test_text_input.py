@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from nilemetrics.server.schemas import (
+from nilemetrics.protocol.bodies import (
     CheckoutStartIn,
     NestedErrorDetails,
     PageVisitIn,

@@ -60,6 +60,89 @@ def test_served_tracker_is_built_from_the_current_source() -> None:
     assert len(gzip.compress((STATIC / "tracker.min.js").read_bytes(), 9)) < 2048
 
 
+TRACKER_SOURCE = (STATIC / "tracker.js").read_text()
+_EVENT_TYPES_BLOCK = re.search(r"^ *const EVENT_TYPES = \{\n(.*?)^ *\};", TRACKER_SOURCE,
+                               re.M | re.S)
+
+
+def _tracker_event_types() -> dict[str, str]:
+    """``EVENT_TYPES`` in tracker.js: its name for each event type, and the type sent."""
+    block = _EVENT_TYPES_BLOCK
+    assert block, "tracker.js has no `const EVENT_TYPES = {...};` block"
+    entries: dict[str, str] = {}
+    for line in block.group(1).splitlines():
+        entry = re.fullmatch(r'\s*(\w+): "([^"]+)",', line)
+        # Every line must be an entry, so that none is skipped unchecked.
+        assert entry, f"EVENT_TYPES line not understood: {line!r}"
+        entries[entry.group(1)] = entry.group(2)
+    return entries
+
+
+TRACKER_EVENT_TYPES = _tracker_event_types()
+
+# What the tracker's methods put in each type's event, besides type, sessionId and eventId.
+_TRACKER_FIELDS: dict[str, dict[str, object]] = {
+    "session-start": {"userId": "u-7", "email": "ada@example.com", "phone": "+1 555 0100"},
+    "page-visit": {"pageType": "offer", "pageIdentifier": "black-friday",
+                   "pageUrl": "https://shop.test/offer/black-friday"},
+    "checkout-start": {"checkoutItems": [{"id": "book-1", "quantity": 2, "price": 19.99}],
+                       "totalAmount": 39.98, "paymentMethod": "card"},
+    "payment-start": {"paymentMethod": "card"},
+    "payment-error": {"errorDetails": {
+        "errorCode": "card_declined", "errorMessage": "Declined", "errorDetails": {"bank": "x"},
+        "timestamp": "2024-05-01T12:00:00.000Z", "userAgent": "Mozilla/5.0",
+        "url": "https://shop.test/payment"}},
+}
+
+
+def test_tracker_sends_event_types_only_through_event_types() -> None:
+    """Every event tracker.js queues names its type from EVENT_TYPES, the one list of them."""
+    source = TRACKER_SOURCE
+    assert len(TRACKER_EVENT_TYPES) == len(set(TRACKER_EVENT_TYPES.values()))
+    queued = re.findall(r"\bqueueEvent\(\s*([^,)]*)", source)
+    assert queued, "no queueEvent(...) calls found in tracker.js"
+    for argument in queued:
+        assert re.fullmatch(r"EVENT_TYPES\.\w+", argument), f"queueEvent({argument}, ...)"
+    used = set(re.findall(r"\bEVENT_TYPES\.(\w+)", source))
+    assert used - TRACKER_EVENT_TYPES.keys() == set(), "EVENT_TYPES names used but not defined"
+    assert TRACKER_EVENT_TYPES.keys() - used == set(), "EVENT_TYPES entries never sent"
+    # No type spelt out anywhere else (a second copy could drift from the list).
+    assert _EVENT_TYPES_BLOCK
+    outside = source[: _EVENT_TYPES_BLOCK.start()] + source[_EVENT_TYPES_BLOCK.end():]
+    for event_type in TRACKER_EVENT_TYPES.values():
+        assert f'"{event_type}"' not in outside, f"{event_type!r} outside EVENT_TYPES"
+
+
+@pytest.mark.parametrize("event_type", sorted(TRACKER_EVENT_TYPES.values()))
+def test_batch_endpoint_accepts_each_type_the_tracker_sends(
+    client: httpx.Client, db: Engine, event_type: str
+) -> None:
+    """Each EVENT_TYPES string, in the body the tracker sends, is stored by /events."""
+    sid = str(uuid.uuid4())
+    started = client.post(f"{P}/events", content=json.dumps({"events": [
+        {"type": "session-start", "sessionId": sid, "eventId": str(uuid.uuid4())}]}),
+        headers={"Content-Type": "text/plain"})
+    assert started.status_code == 200, started.text
+    event = {"type": event_type, "sessionId": sid, "eventId": str(uuid.uuid4()),
+             **_TRACKER_FIELDS.get(event_type, {})}
+    response = client.post(f"{P}/events", content=json.dumps({"events": [event]}),
+                           headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True, "accepted": 1, "duplicates": 0}
+    assert [row.event_type for row in rows(db, events_t)] == ["session-start", event_type]
+
+
+def test_batch_endpoint_refuses_a_type_it_does_not_know(
+    client: httpx.Client, db: Engine
+) -> None:
+    """The check above means something: a misspelt type is a 422 and nothing is stored."""
+    response = client.post(f"{P}/events", json={"events": [
+        {"type": "page-visits", "sessionId": str(uuid.uuid4()), "pageType": "homepage"}]})
+    assert response.status_code == 422
+    assert [problem["field"] for problem in response.json()["errors"]] == ["events[0].type"]
+    assert rows(db, events_t) == [] and rows(db, sessions_t) == []
+
+
 def test_session_start_with_the_clients_own_id(client: httpx.Client, db: Engine) -> None:
     """The tracker makes its session id; session/start keeps it."""
     sid = str(uuid.uuid4())
@@ -99,7 +182,7 @@ def test_batch_session_start_needs_a_session_id(client: httpx.Client, db: Engine
         f"{P}/events", json={"events": [{"type": "session-start", "email": "a@b.c"}]}
     )
     assert response.status_code == 422
-    assert response.json()["detail"] == "events[0].sessionId: Field required"
+    assert response.json()["detail"] == "events[0].sessionId: field required"
     assert rows(db, sessions_t) == [] and rows(db, events_t) == []
 
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from nilemetrics.server import hub
 from tests.api.journeys import P, nested_error
-from tests.support import LiveServer
+from tests.support import LiveServer, pushed_frame
 
 Frame = dict[str, Any]
 
@@ -31,7 +31,7 @@ async def recv_until(ws: Any, predicate: Callable[[Frame], bool], timeout: float
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError("no matching frame in time")
-        message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        message = pushed_frame(await asyncio.wait_for(ws.recv(), remaining))
         if predicate(message):
             return message
 
@@ -45,8 +45,8 @@ async def test_snapshot_on_connect_then_update_within_500ms(server: LiveServer) 
     """A subscriber gets the snapshot at once and a metrics-update < 500 ms after a change."""
     async with websockets.connect(f"{server.ws_url}?token={server.token}") as ws, \
             httpx.AsyncClient(base_url=server.base_url) as http:
-        first = json.loads(await asyncio.wait_for(ws.recv(), 2))
-        second = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        first = pushed_frame(await asyncio.wait_for(ws.recv(), 2))
+        second = pushed_frame(await asyncio.wait_for(ws.recv(), 2))
         assert {first["event"], second["event"]} == {"metrics-update", "payment-errors-update"}
         snap = first if first["event"] == "metrics-update" else second
         assert snap["data"]["liveSessions"] == 0
@@ -66,7 +66,7 @@ async def test_snapshot_on_connect_then_update_within_500ms(server: LiveServer) 
 async def test_bearer_header_also_accepted(server: LiveServer) -> None:
     """Non-browser clients may authenticate the WebSocket with a bearer header."""
     async with websockets.connect(server.ws_url, additional_headers=server.auth) as ws:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        frame = pushed_frame(await asyncio.wait_for(ws.recv(), 2))
         assert frame["event"] in {"metrics-update", "payment-errors-update"}
 
 

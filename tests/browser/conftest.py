@@ -21,15 +21,12 @@ import pytest
 from sqlalchemy import Row, Table, select
 
 from nilemetrics.config import Settings
+from nilemetrics.demo.shop import create_shop_app
 from nilemetrics.server.db import make_engine
-from nilemetrics.server.shop import create_shop_app
 from tests.conftest import TEST_TOKEN
 from tests.support import FakeClock, LiveServer, TcpProxy, free_port, run_server, serve_app
 
 CHROMIUM = os.environ.get("NILEMETRICS_TEST_CHROMIUM", "/usr/bin/chromium")
-
-pytestmark = pytest.mark.browser
-
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):

@@ -94,7 +94,7 @@ def test_purge_in_chunks(
 ) -> None:
     """A purge larger than one chunk deletes everything in several short transactions."""
     seed(database_url)
-    monkeypatch.setattr("nilemetrics.cli.cleanup.PURGE_CHUNK", 2)
+    monkeypatch.setattr("nilemetrics.server.retention.PURGE_CHUNK", 2)
     result = nm("cleanup", "--session-timeout", "2h", "--purge-older-than", "1s",
                 "--database-url", database_url)
     assert result.exit_code == 0, result.output

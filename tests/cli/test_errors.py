@@ -135,3 +135,17 @@ def test_unwritable_directory_is_one_line(tmp_path: Path) -> None:
     line = _one_line_error(run_cli(["init-db", "--database-url",
                                     f"sqlite:///{locked}/sub/x.db"]))
     assert line.endswith("Permission denied; pass a path in a writable directory"), line
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("inf", "invalid time 'inf'"),
+        ("nan", "invalid time 'nan'"),
+        ("99999999d", "is further back than any date"),
+    ],
+)
+def test_report_refuses_an_impossible_since_in_one_line(value: str, message: str) -> None:
+    """`report --since inf` / a date before year 1 is one error line, not an OverflowError."""
+    error = _one_line_error(run_cli(["report", "--since", value]))
+    assert error.startswith("error: --since:") and message in error, error

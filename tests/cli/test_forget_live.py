@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 from websockets.sync.client import connect
 
 from tests.cli.conftest import Invoke
-from tests.support import LiveServer
+from tests.support import LiveServer, pushed_frame
 
 P = "/api/metrics"
 
@@ -26,7 +25,7 @@ def test_cli_forget_reaches_running_servers_push(server: LiveServer, nm: Invoke)
         def next_metrics(deadline: float) -> dict[str, object] | None:
             while time.monotonic() < deadline:
                 try:
-                    frame = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                    frame = pushed_frame(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
                 except TimeoutError:
                     return None
                 if frame["event"] == "metrics-update":

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from nilemetrics.demo.shoppers import DECLINES
 from nilemetrics.server.db import make_engine
 from nilemetrics.server.tables import checkouts_t, errors_t, sessions_t, visits_t
-from nilemetrics.simulation import DECLINES
 from tests.cli.conftest import Invoke
 from tests.support import LiveServer
 

@@ -14,7 +14,7 @@ from nilemetrics.tui.feed import AuthRefused, BadFrame, Connected, Connecting, D
 from nilemetrics.tui.screens.error_detail import ErrorDetailScreen
 from nilemetrics.tui.screens.help import HelpScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
-from nilemetrics.tui.widgets.error_table import ErrorTable
+from nilemetrics.tui.widgets.error_table import ErrorTable, column_widths
 from nilemetrics.tui.widgets.list_panel import ListPanel
 from nilemetrics.tui.widgets.payment_line import PaymentLine
 from nilemetrics.tui.widgets.status_bar import StatusBar
@@ -59,6 +59,8 @@ async def test_counts_lists_and_funnel_show_the_snapshot(make_app: MakeApp,
     app = make_app(feed)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: shown_count(app, "homepage") == "12")
+        # The screen was laid out before the first frame: wait for the repaint.
+        await wait_until(pilot, lambda: "42 live" in screen_text(app))
         assert shown_count(app, "categories") == "11"
         assert shown_count(app, "offers") == "5"
         assert shown_count(app, "checkout") == "3"
@@ -127,6 +129,30 @@ async def test_rows_arrive_newest_first_and_keep_the_selection(make_app: MakeApp
         assert table(app).cursor_row == 2
 
 
+def _fits_the_room(table: ErrorTable) -> bool:
+    """Whether the columns are as wide as the room the table has now asks for."""
+    room = table.scrollable_content_region.width - 2  # the two cells kept for a scrollbar
+    wanted = column_widths(room, table.cell_padding, table.rows_shown)
+    return {str(key.value): column.width for key, column in table.columns.items()} == wanted
+
+
+async def test_columns_refit_when_the_rows_start_to_scroll(make_app: MakeApp) -> None:
+    """Rows that make the table scroll refit its columns at once, not at the next resize."""
+    feed = RecordedFeed([Connected(), metrics_frame(), errors_frame(spread_rows(2, every=5))])
+    app = make_app(feed)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(ErrorTable)
+        await wait_until(pilot, lambda: table.row_count == 2 and _fits_the_room(table))
+        assert not table.show_vertical_scrollbar
+        before = dict(table.columns)
+        feed.push(errors_frame(spread_rows(8, every=5)))
+        await wait_until(pilot, lambda: table.row_count == 8 and table.show_vertical_scrollbar)
+        await wait_until(pilot, lambda: _fits_the_room(table),
+                         what="the columns refitted beside the scrollbar")
+        assert sum(c.width for c in table.columns.values()) == sum(
+            c.width for c in before.values()) - 2
+
+
 async def test_table_shows_readable_cells(make_app: MakeApp, feed: RecordedFeed) -> None:
     """Amounts have two decimals, items their count and names, browsers a readable name."""
     app = make_app(feed)
@@ -145,6 +171,8 @@ async def test_narrow_terminal_uses_ellipsis(make_app: MakeApp, feed: RecordedFe
     app = make_app(feed)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: table(app).row_count == 3)
+        # The screen was laid out before the first frame: wait for the repaint.
+        await wait_until(pilot, lambda: "42 live" in screen_text(app))
         text = screen_text(app)
         assert "summer-hats-a…" in text
         assert "Your card was…" in text or "Your card was de…" in text
@@ -232,8 +260,10 @@ async def test_click_on_a_row_opens_the_detail(make_app: MakeApp, feed: Recorded
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: table(app).row_count == 3)
         await pilot.click(ErrorTable, offset=(5, 2))  # the first row is already highlighted
-        await wait_until(pilot, lambda: isinstance(app.screen, ErrorDetailScreen))
-        assert "anna@example.com" in screen_text(app)
+        # The detail is shown once it is painted, not as soon as it is pushed (under load
+        # the first paint comes a little later).
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorDetailScreen)
+                         and "anna@example.com" in screen_text(app))
 
 
 async def test_export_writes_visible_rows_and_says_where(make_app: MakeApp,

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from textual.widgets import Digits
 
-from nilemetrics.tui.app import PANELS, NileMetricsApp
+from nilemetrics.tui.app import NileMetricsApp
 from nilemetrics.tui.feed import Connected, Frame
 from nilemetrics.tui.page_sessions import FetchError, PageSessions, parse_page_sessions
+from nilemetrics.tui.panels import PANELS
 from nilemetrics.tui.screens.help import HelpScreen
 from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
@@ -36,8 +37,8 @@ MakeApp = Callable[..., NileMetricsApp]
 
 def panel_sum_on_screen(app: NileMetricsApp) -> int:
     """The page panels' numbers as drawn on screen, added up."""
-    return sum(int(read_digits(app, app.query_one(f"#{name}", CountPanel).query_one(Digits)))
-               for name in PANELS)
+    return sum(int(read_digits(app, app.query_one(f"#{panel.id}", CountPanel).query_one(Digits)))
+               for panel in PANELS)
 
 
 def header_live(app: NileMetricsApp) -> int:
@@ -72,8 +73,8 @@ async def test_panels_show_a_dash_until_the_first_frame(make_app: MakeApp) -> No
     app = make_app(RecordedFeed([Connected()]))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.2)
-        for name in PANELS:
-            assert read_digits(app, app.query_one(f"#{name}").query_one(Digits)) == "-", name
+        for panel in PANELS:
+            assert read_digits(app, app.query_one(f"#{panel.id}").query_one(Digits)) == "-", panel
         text = screen_text(app)
         assert "— live" in text and "no data yet" in text
         assert "Now in checkout — → payment — → error page —" in text

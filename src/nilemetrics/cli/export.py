@@ -19,11 +19,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Column, Connection, Engine, Table, func, select
 
-from nilemetrics.cli.common import err_console, fail
-from nilemetrics.cli.db import DatabaseUrlOption
 from nilemetrics.cli.options import (
+    DatabaseUrlOption,
     check_period,
     database_errors,
+    err_console,
+    fail,
     open_database,
     point_in_time,
     utc_now,

@@ -9,9 +9,15 @@ import typer
 from rich.table import Table as RichTable
 from sqlalchemy import Engine, text
 
-from nilemetrics.cli.common import err_console, fail
-from nilemetrics.cli.db import DatabaseUrlOption
-from nilemetrics.cli.options import database_errors, open_database, out_console, utc_now
+from nilemetrics.cli.options import (
+    DatabaseUrlOption,
+    database_errors,
+    err_console,
+    fail,
+    open_database,
+    out_console,
+    utc_now,
+)
 from nilemetrics.server.db import write_options
 from nilemetrics.server.erasure import (
     TABLES,
@@ -33,8 +39,7 @@ def _erase(engine: Engine, subject: Subject, key: bytes, *, commit: bool) -> Era
             if not commit:
                 tx.rollback()
             elif conn.dialect.name == "postgresql":
-                # Imported here: the writer pulls in the whole ingestion path.
-                from nilemetrics.server.writer import NOTIFY_CHANNEL
+                from nilemetrics.server.notify import NOTIFY_CHANNEL
 
                 # Running servers refresh their live numbers and error lists at commit.
                 conn.execute(

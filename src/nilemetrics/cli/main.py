@@ -9,11 +9,11 @@ import typer
 
 from nilemetrics import __version__
 from nilemetrics.cli.cleanup import cleanup
-from nilemetrics.cli.common import err_console
-from nilemetrics.cli.db import init_db
 from nilemetrics.cli.demo import demo
 from nilemetrics.cli.export import export
 from nilemetrics.cli.forget import forget
+from nilemetrics.cli.init_db import init_db
+from nilemetrics.cli.options import err_console
 from nilemetrics.cli.report import report
 from nilemetrics.cli.serve import serve
 from nilemetrics.cli.simulate import simulate_command

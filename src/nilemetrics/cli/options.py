@@ -1,4 +1,6 @@
-"""Options and helpers the operations commands share: the database, durations, times."""
+"""What the commands share: settings from flags and environment, the database option and
+connection, durations and times, and the two consoles (tables to stdout, one-line errors
+to stderr)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,14 @@ import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
+import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from nilemetrics.cli.common import build_settings, fail
 from nilemetrics.config import Settings
 from nilemetrics.durations import parse_duration
 from nilemetrics.server.db import (
@@ -24,8 +28,40 @@ from nilemetrics.server.db import (
     redact_url,
 )
 
-#: Tables, Rich markup and summaries go to stdout; errors to stderr (cli.common).
+#: Tables, Rich markup and summaries go to stdout.
 out_console = Console(highlight=False)
+err_console = Console(stderr=True, soft_wrap=True)  # one message, one line, even in logs
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="NILEMETRICS_DATABASE_URL",
+        help="SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB). "
+        "Default: a SQLite file in your data directory.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear error line and exit non-zero (never a traceback)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from ``NILEMETRICS_*`` variables, with given (non-None) flags on top."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        fail(f"invalid setting: {problems}")
 
 
 def seconds(value: str, option: str) -> float:
@@ -39,9 +75,14 @@ def seconds(value: str, option: str) -> float:
 def point_in_time(value: str, option: str, now: datetime) -> datetime:
     """``24h`` (that long ago) or an ISO 8601 time (naive means UTC) as an aware datetime."""
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        ago = parse_duration(value)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=ago)
+        except OverflowError:
+            fail(f"{option}: {value!r} is further back than any date")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

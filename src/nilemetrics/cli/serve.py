@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from nilemetrics.cli.common import build_settings, err_console, fail
-from nilemetrics.cli.db import DatabaseUrlOption
+from nilemetrics.cli.options import DatabaseUrlOption, build_settings, err_console, fail
 from nilemetrics.config import Settings, ensure_dashboard_tokens
 from nilemetrics.server.db import (
     DatabaseUnavailable,

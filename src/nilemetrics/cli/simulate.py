@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table as RichTable
 
-from nilemetrics.cli.common import fail
-from nilemetrics.cli.options import out_console, seconds
-from nilemetrics.simulation import (
+from nilemetrics.cli.options import fail, out_console, seconds
+from nilemetrics.demo.runner import DemoError, check_reachable
+from nilemetrics.demo.shoppers import (
     MAX_DURATION,
     MAX_SHOPPERS,
     SimulationConfig,
@@ -50,18 +50,6 @@ def summary_table(summary: dict[str, Any], title: str = "Simulation summary") ->
     return table
 
 
-def check_reachable(url: str) -> None:
-    """One-line error unless a nilemetrics server answers at ``url``."""
-    import httpx  # only this command needs an HTTP client at start-up
-
-    try:
-        response = httpx.get(f"{url}/healthz", timeout=5.0)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach a server at {url}: {exc or type(exc).__name__}")
-    if response.status_code != 200:
-        fail(f"{url}/healthz answered {response.status_code}: is this a nilemetrics server?")
-
-
 def simulate_command(
     url: Annotated[
         str, typer.Option(help="Base URL of the server (loopback addresses only).")
@@ -97,7 +85,10 @@ def simulate_command(
         base = check_loopback(url)
     except ValueError as exc:
         fail(f"--url: {exc}")
-    check_reachable(base)
+    try:
+        check_reachable(base)
+    except DemoError as exc:
+        fail(str(exc))
     config = SimulationConfig(
         url=base, shoppers=shoppers, duration=run_for, error_rate=error_rate, seed=seed,
         speed=speed,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nilemetrics.cli.common import build_settings, fail
+from nilemetrics.cli.options import build_settings, fail
 from nilemetrics.config import read_stored_token
 
 

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,13 +14,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
-from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from starlette.types import Scope
 
 from nilemetrics import __version__
 from nilemetrics.config import Settings, ensure_dashboard_tokens
-from nilemetrics.protocol import API_PREFIX
+from nilemetrics.protocol.names import API_PREFIX, SOCKETIO_PATH
+from nilemetrics.protocol.pushed import LiveMetrics
 from nilemetrics.server.clock import Clock, SystemClock
 from nilemetrics.server.db import (
     DatabaseUnavailable,
@@ -30,25 +28,22 @@ from nilemetrics.server.db import (
     make_engine,
     migrate,
 )
-from nilemetrics.server.fair_queue import client_of
 from nilemetrics.server.hub import Hub
-from nilemetrics.server.ingest import BatchOutcome
+from nilemetrics.server.ingestion.errors import ClientOverShare, EventRejected, StorageFull
+from nilemetrics.server.ingestion.events import BatchOutcome
+from nilemetrics.server.ingestion.fair_queue import client_of
+from nilemetrics.server.ingestion.writer import GroupCommitWriter
 from nilemetrics.server.leader import Leadership
-from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
 from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
-from nilemetrics.server.socket_io import SOCKETIO_PATH, SocketIOEndpoint
-from nilemetrics.server.state import ServerState
+from nilemetrics.server.services.cleanup import cleanup_loop
+from nilemetrics.server.services.live_numbers import LiveNumbers
+from nilemetrics.server.socket_io import SocketIOEndpoint
+from nilemetrics.server.state import Reader, ServerState
 from nilemetrics.server.validation import validation_error_handler
-from nilemetrics.server.writer import (
-    ClientOverShare,
-    EventRejected,
-    GroupCommitWriter,
-    StorageFull,
-)
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +63,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         engine = make_engine(url, busy_timeout=settings.sqlite_busy_timeout)
         await asyncio.to_thread(migrate, engine)
         tokens, _generated = ensure_dashboard_tokens(settings)
-        window = settings.live_window
-
-        async def compute_metrics() -> dict[str, Any]:
-            return await state.read(lambda conn: snapshot(conn, clock.now(), window))
-
-        async def compute_errors() -> list[dict[str, Any]]:
-            now = clock.now()
-            return await state.read(lambda conn: payment_error_rows(conn, now - HOUR, 50))
-
-        def store(conn: Connection, body: dict[str, Any]) -> None:
-            if conn.dialect.name == "postgresql":
-                # Several processes may store the same snapshot at once.
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305441863)")
-            store_snapshot(conn, body, clock.now())
-
-        async def store_metrics(body: dict[str, Any]) -> None:
-            if not leader.is_leader():
-                return  # the leader stores it (its hub hears every process's changes)
-            # Through the writer's queue: never competes with a batch for the lock.
-            await writer.run_job(lambda conn: store(conn, body), notify=False)
-
-        async def store_fresh_metrics() -> None:
-            await store_metrics(await compute_metrics())
-
-        # One process of all those on the database runs the shared database jobs.
-        leader = Leadership(url if engine.dialect.name == "postgresql" else None)
-        leader.on_elected(store_fresh_metrics)
-        app.state.leader = leader
-
-        hub = Hub(
-            compute_metrics=compute_metrics,
-            compute_errors=compute_errors,
-            store_metrics=store_metrics,
-            push_interval=settings.push_interval,
-            refresh_interval=settings.refresh_interval,
-        )
 
         def on_commit(outcome: BatchOutcome) -> None:
             outage.succeeded()
@@ -119,15 +78,39 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             max_queued=settings.writer_queue_max,
             client_max_queued=settings.writer_client_queue_max(),
         )
+        reader = Reader(engine, settings.write_timeout)
+        numbers = LiveNumbers(
+            reader=reader, writer=writer, clock=clock, live_window=settings.live_window
+        )
+        # One process of all those on the database runs the shared database jobs.
+        leader = Leadership(url if engine.dialect.name == "postgresql" else None)
+        app.state.leader = leader
+
+        async def store_metrics(metrics: LiveMetrics) -> None:
+            if leader.is_leader():  # its hub hears every process's changes (NOTIFY)
+                await numbers.store(metrics)
+
+        async def store_fresh_metrics() -> None:
+            await numbers.store(await numbers.metrics())
+
+        leader.on_elected(store_fresh_metrics)
+        hub = Hub(
+            compute_metrics=numbers.metrics,
+            compute_errors=numbers.errors,
+            store_metrics=store_metrics,
+            push_interval=settings.push_interval,
+            refresh_interval=settings.refresh_interval,
+        )
         state = ServerState(
-            settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
+            settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub,
+            reader=reader,
         )
         app.state.nm = state
         await writer.start()
         hub.start()
         tasks = [
             asyncio.create_task(leader.run(), name="nm-leader"),
-            asyncio.create_task(_cleanup_loop(state, outage, leader), name="nm-cleanup"),
+            asyncio.create_task(cleanup_loop(state, outage, leader), name="nm-cleanup"),
         ]
         if engine.dialect.name == "postgresql":
             tasks.append(
@@ -139,7 +122,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         # Everything built so far (FastAPI, pydantic, SQLAlchemy: hundreds of thousands
         # of objects) lives as long as the server. Frozen, the cyclic GC stops walking
         # it in every full collection: those pauses were most of the p99 latency under
-        # load (67 -> 18 ms) and a quarter of the event loop's CPU per request.
+        # load (see README "Performance").
         gc.collect()
         gc.freeze()
         try:
@@ -162,8 +145,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         summary="Live customer-activity tracking for online shops.",
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry hooks look up the global providers (and
-        # os.environ) on every request: ~12% of the event loop's samples under
-        # load, for spans and metrics nilemetrics never configures or exports.
+        # os.environ) on every request, for spans and metrics nilemetrics never
+        # configures or exports (their cost: README "Performance").
         telemetry=NO_TELEMETRY,
     )
     app.state.outage = outage
@@ -217,26 +200,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         return {"status": "ok"}
 
     return app
-
-
-async def _cleanup_loop(state: ServerState, outage: OutageLog, leader: Leadership) -> None:
-    while True:
-        await asyncio.sleep(state.settings.cleanup_interval)
-        if not leader.is_leader():
-            # The leader cleans up; this process's subscribers still get their heartbeat
-            # (not while the database is away: a heartbeat says the numbers are current).
-            if leader.database_reachable():
-                dashboard.send_heartbeat(state)
-            continue
-        try:
-            ended = await dashboard.run_cleanup(state)
-            outage.succeeded()
-            log.log(logging.INFO if ended else logging.DEBUG,
-                    "cleanup (leader, pid %d): ended %d idle sessions", os.getpid(), ended)
-        except DatabaseUnavailable as exc:
-            log.warning("cleanup skipped: database unavailable (%s)", exc)
-        except Exception:
-            log.exception("cleanup tick failed")
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

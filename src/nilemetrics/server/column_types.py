@@ -10,7 +10,19 @@ from sqlalchemy import JSON, DateTime, Dialect, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from nilemetrics.server.sanitize import clean_stored
+from nilemetrics.protocol.text import clean_json
+
+#: How deep a stored value is cleaned (older servers refused nothing for depth).
+_STORED_LIMIT = 200
+
+
+def clean_stored(value: Any) -> Any:
+    """Text read back from the database, made encodable (rows stored before the policy).
+
+    Reads must never fail on what an older server stored: SQLite's JSON columns
+    kept lone surrogates as ``\\ud800`` escapes, which no UTF-8 answer can carry.
+    """
+    return clean_json(value, _STORED_LIMIT)
 
 
 class JSONType(TypeDecorator[Any]):
@@ -18,7 +30,7 @@ class JSONType(TypeDecorator[Any]):
 
     What is read back is always encodable as UTF-8: rows an older server stored
     in SQLite may hold lone surrogates, which would make every answer that
-    carries them fail (see ``sanitize``).
+    carries them fail (see ``nilemetrics.protocol.text``).
     """
 
     impl = JSON

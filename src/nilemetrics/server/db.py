@@ -131,7 +131,7 @@ def _tune_sqlite(engine: Engine, busy_timeout: float, path: Path | None = None) 
         # Fold the WAL back every ~40 MB instead of every ~4 MB: a checkpoint writes
         # each changed page once however often it changed, and the live tables'
         # pages change with nearly every batch, so rarer checkpoints write far fewer
-        # pages (writer CPU per event down ~15% in benchmarks/ingest.py). Commits
+        # pages (measured with benchmarks/ingest.py, README "Performance"). Commits
         # are as durable as before (synchronous=FULL syncs the WAL at each commit);
         # erasure still truncates the WAL (erasure.checkpoint_sqlite).
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
@@ -167,7 +167,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def head_revision() -> str:
     """The newest schema revision this code knows."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
+    if head is None:
+        raise RuntimeError("the package holds no schema migrations (a broken install?)")
     return head
 
 

@@ -14,10 +14,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from nilemetrics.protocol import WsEvent
+from nilemetrics.protocol.frames import encode_frame
+from nilemetrics.protocol.names import WsEvent
+from nilemetrics.protocol.pushed import Heartbeat, LiveMetrics, PaymentErrorRow
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +30,15 @@ log = logging.getLogger(__name__)
 SEND_TIMEOUT = 10.0
 
 
-def frame(event: str, data: Any) -> str:
-    """Encode one WebSocket frame."""
-    return json.dumps({"event": event, "data": data}, separators=(",", ":"), default=str)
-
-
 class Frame:
-    """One pushed frame: its event name and its WebSocket text, encoded once for all."""
+    """One pushed frame: its event name and its WebSocket text, encoded once for all.
 
-    def __init__(self, event: str, data: Any) -> None:
+    ``data`` is the frame's body model (``nilemetrics.protocol.frames.FRAME_DATA``).
+    """
+
+    def __init__(self, event: WsEvent, data: Any) -> None:
         self.event = event
-        self.text = frame(event, data)
+        self.text = encode_frame(event, data)
 
     @cached_property
     def data(self) -> Any:
@@ -54,10 +55,8 @@ class Subscriber:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.seller_id: str | None = None
         self._pending: dict[str, Frame] = {}
         self._wake = asyncio.Event()
-        self.sent = 0
 
     def offer(self, item: Frame) -> None:
         """Replace any unsent frame of the same type with this one."""
@@ -72,7 +71,6 @@ class Subscriber:
             pending, self._pending = self._pending, {}
             for item in pending.values():
                 await asyncio.wait_for(self._send(item), SEND_TIMEOUT)
-                self.sent += 1
 
 
 class Hub:
@@ -81,9 +79,9 @@ class Hub:
     def __init__(
         self,
         *,
-        compute_metrics: Callable[[], Awaitable[dict[str, Any]]],
-        compute_errors: Callable[[], Awaitable[list[dict[str, Any]]]],
-        store_metrics: Callable[[dict[str, Any]], Awaitable[None]] | None,
+        compute_metrics: Callable[[], Awaitable[LiveMetrics]],
+        compute_errors: Callable[[], Awaitable[list[PaymentErrorRow]]],
+        store_metrics: Callable[[LiveMetrics], Awaitable[None]] | None,
         push_interval: float,
         refresh_interval: float,
     ) -> None:
@@ -102,7 +100,10 @@ class Hub:
         self.errors_frame: Frame | None = None
         self._reading = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        #: metrics-update frames pushed so far (coalescing is measured by it).
         self.pushes = 0
+        #: Whether the last refresh failed (its first failure is logged in full).
+        self._failing = False
 
     def start(self) -> None:
         """Start the push loop."""
@@ -128,9 +129,9 @@ class Hub:
         for sub in self.subscribers:
             sub.offer(item)
 
-    def heartbeat(self, timestamp: str, interval: float) -> None:
+    def heartbeat(self, timestamp: datetime, interval: float) -> None:
         """Send ``metrics-heartbeat`` (one per cleanup tick) with the tick interval."""
-        data = {"timestamp": timestamp, "intervalSeconds": interval}
+        data = Heartbeat(timestamp=timestamp, interval_seconds=interval)
         self.broadcast(Frame(WsEvent.METRICS_HEARTBEAT, data))
 
     async def subscribe(self, send: Send) -> Subscriber:
@@ -176,9 +177,19 @@ class Hub:
                 async with self._reading:
                     await self._refresh(metrics=metrics, errors=errors)
             except Exception as exc:
-                log.warning("could not refresh live numbers: %s", exc)
+                # In full the first time (a bug shows its traceback), then one line per
+                # failure while it lasts (a database outage is logged by the outage log).
+                if self._failing:
+                    log.warning("could not refresh live numbers: %s", exc)
+                else:
+                    log.warning("could not refresh live numbers", exc_info=exc)
+                self._failing = True
                 self._metrics_dirty |= metrics
                 self._errors_dirty |= errors
+            else:
+                if self._failing:
+                    log.info("live numbers refreshed again")
+                self._failing = False
 
     async def _refresh(self, *, metrics: bool, errors: bool) -> None:
         """Read what is asked, and push whatever differs from the last frame (under the lock).
@@ -190,8 +201,9 @@ class Hub:
         """
         if metrics:
             body = await self._compute_metrics()
-            key = json.dumps({k: v for k, v in body.items() if k != "lastUpdated"},
-                             sort_keys=True, default=str)
+            # The numbers, not the time they were read: an unchanged snapshot is not pushed.
+            key = json.dumps(body.model_dump(mode="json", exclude={"last_updated"}),
+                             sort_keys=True)
             if key != self._last_key:
                 self._last_key = key
                 self.metrics_frame = Frame(WsEvent.METRICS_UPDATE, body)

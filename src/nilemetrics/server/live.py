@@ -14,7 +14,13 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, false, func, insert, literal, select, true
 
-from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
+from nilemetrics.protocol.names import CheckoutStatus, PageType
+from nilemetrics.protocol.pushed import (
+    LiveMetrics,
+    PageSessionOut,
+    PageSessionsOut,
+    PaymentErrorRow,
+)
 from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
@@ -173,17 +179,18 @@ def funnel_figures(conn: Connection, now: datetime) -> dict[str, int]:
     }
 
 
-def snapshot(conn: Connection, now: datetime, live_window: float) -> dict[str, Any]:
+def snapshot(conn: Connection, now: datetime, live_window: float) -> LiveMetrics:
     """The body of GET ``/live-metrics`` and of ``metrics-update`` frames."""
     body = live_counts(conn, now, live_window)
     body.update(hour_figures(conn, now))
     body["liveWindowSeconds"] = live_window
-    body["lastUpdated"] = wire_time(now)
-    return body
+    body["lastUpdated"] = now
+    return LiveMetrics.model_validate(body)
 
 
-def store_snapshot(conn: Connection, body: dict[str, Any], now: datetime) -> None:
+def store_snapshot(conn: Connection, metrics: LiveMetrics, now: datetime) -> None:
     """Replace the ``live_metrics`` rows with this snapshot (for other tools to read)."""
+    body = metrics.model_dump(by_alias=True)
     rows: list[dict[str, Any]] = [
         {"metric_type": key, "metric_identifier": "", "active_users_count": body[key]}
         for key in (*_SCALAR_KEYS.values(), "liveSessions")
@@ -208,7 +215,7 @@ def wire_amount(amount: Decimal | None) -> float | None:
     return None if amount is None else float(amount.quantize(Decimal("0.01")))
 
 
-def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[dict[str, Any]]:
+def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[PaymentErrorRow]:
     """Payment errors since ``since``, newest first, with their checkout's context."""
     e, c, s = errors_t.c, checkouts_t.c, sessions_t.c
     stmt = (
@@ -231,24 +238,24 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[di
     for row in conn.execute(stmt):
         amount: Decimal | None = row.amount if row.amount is not None else row.total_amount
         out.append(
-            {
-                "id": row.id,
-                "session_id": row.session_id,
-                "attempt": row.attempt,
-                "email": row.c_email or row.s_email,
-                "phone": row.c_phone or row.s_phone,
-                "checkout_items": row.checkout_items,
-                "item_count": row.item_count,
-                "total_amount": wire_amount(amount),
-                "payment_method": row.payment_method,
-                "payment_error_at": wire_time(row.occurred_at),
-                "error_code": row.error_code,
-                "error_message": row.error_message,
-                "error_details": row.error_details,
-                "ip_address": row.ip_address,
-                "user_agent": row.user_agent,
-                "checkout_status": row.status,
-            }
+            PaymentErrorRow(
+                id=row.id,
+                session_id=row.session_id,
+                attempt=row.attempt,
+                email=row.c_email or row.s_email,
+                phone=row.c_phone or row.s_phone,
+                checkout_items=row.checkout_items,
+                item_count=row.item_count,
+                total_amount=wire_amount(amount),
+                payment_method=row.payment_method,
+                payment_error_at=row.occurred_at,
+                error_code=row.error_code,
+                error_message=row.error_message,
+                error_details=row.error_details,
+                ip_address=row.ip_address,
+                user_agent=row.user_agent,
+                checkout_status=row.status,
+            )
         )
     return out
 
@@ -260,7 +267,7 @@ def live_sessions_on_pages(
     page_types: list[str],
     identifier: str | None,
     limit: int,
-) -> dict[str, Any]:
+) -> PageSessionsOut:
     """The live sessions whose current page is one of ``page_types`` (and ``identifier``).
 
     Each with its current page, since when it is there (its open page visit),
@@ -316,17 +323,17 @@ def live_sessions_on_pages(
     sessions = []
     for row in rows:
         entered: datetime | None = row.entered_at
-        sessions.append({
-            "sessionId": row.session_id,
-            "pageType": row.current_page_type,
-            "pageIdentifier": row.current_page_identifier,
-            "pageUrl": row.page_url,
-            "enteredAt": None if entered is None else wire_time(entered),
-            "secondsOnPage": None if entered is None else round(
+        sessions.append(PageSessionOut(
+            session_id=row.session_id,
+            page_type=row.current_page_type,
+            page_identifier=row.current_page_identifier,
+            page_url=row.page_url,
+            entered_at=entered,
+            seconds_on_page=None if entered is None else round(
                 max((now - entered).total_seconds(), 0.0), 1),
-            "lastActivity": wire_time(row.last_activity),
-            "email": row.email,
-            "previousPageType": row.previous_type,
-            "previousPageIdentifier": row.previous_ident,
-        })
-    return {"total": total, "sessions": sessions}
+            last_activity=row.last_activity,
+            email=row.email,
+            previous_page_type=row.previous_type,
+            previous_page_identifier=row.previous_ident,
+        ))
+    return PageSessionsOut(total=total, sessions=sessions)

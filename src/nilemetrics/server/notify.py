@@ -10,9 +10,10 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
-from nilemetrics.server.writer import NOTIFY_CHANNEL
-
 log = logging.getLogger(__name__)
+
+#: The channel every server process LISTENs on; writers NOTIFY it at commit.
+NOTIFY_CHANNEL = "nilemetrics_changes"
 
 
 def psycopg_conninfo(sqlalchemy_url: str) -> str:

@@ -1,7 +1,7 @@
 """Database outages in the log: a line when one starts, summaries, a line when it ends.
 
 Under load every request fails while the database is away: one warning per
-503 buried the log (3,095 lines in 10 s). This keeps it to a few lines.
+503 buried the log. This keeps it to a few lines.
 """
 
 from __future__ import annotations

@@ -21,14 +21,12 @@ from urllib.parse import parse_qs
 import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nilemetrics.protocol import WsEvent
+from nilemetrics.protocol.names import WsEvent
 from nilemetrics.server.auth import token_matches
 from nilemetrics.server.hub import Frame, Hub, Subscriber
 
 log = logging.getLogger(__name__)
 
-#: Where the Socket.IO endpoint is mounted (socket.io-client's default path).
-SOCKETIO_PATH = "/socket.io"
 #: The answer to a connection without a valid token (the client's ``connect_error``).
 REFUSED = "invalid or missing token"
 #: The answer when the live numbers cannot be read (database down at start).
@@ -43,6 +41,8 @@ _MAX_SELLER_ID = 255
 class _Client:
     sub: Subscriber
     pump: asyncio.Task[None]
+    #: The seller whose room it joined (one server serves one shop: the same frames).
+    seller_id: str | None = None
 
 
 class SocketIOEndpoint:
@@ -137,9 +137,9 @@ class SocketIOEndpoint:
         if not isinstance(data, str | int) or isinstance(data, bool) or str(data) == "":
             return {"error": "a seller id (string or number) is required"}
         seller_id = str(data)[:_MAX_SELLER_ID]
-        if client.sub.seller_id is not None:
-            await self.server.leave_room(sid, _room(client.sub.seller_id))
-        client.sub.seller_id = seller_id
+        if client.seller_id is not None:
+            await self.server.leave_room(sid, _room(client.seller_id))
+        client.seller_id = seller_id
         await self.server.enter_room(sid, _room(seller_id))
         return {"sellerId": seller_id}
 

@@ -20,10 +20,37 @@ from nilemetrics.server.auth import require_token
 from nilemetrics.server.clock import Clock
 from nilemetrics.server.db import DatabaseUnavailable, describe_db_error
 from nilemetrics.server.hub import Hub
-from nilemetrics.server.privacy import RequestContext, request_context
-from nilemetrics.server.writer import GroupCommitWriter
+from nilemetrics.server.ingestion.privacy import RequestContext, request_context
+from nilemetrics.server.ingestion.writer import GroupCommitWriter
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Read-only queries off the event loop, bounded in time."""
+
+    engine: Engine
+    timeout: float
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        """Run a read-only ``query(conn)`` off the event loop; 503 if the database is down.
+
+        Also 503 if it has not answered within ``timeout`` (a hung database): the
+        thread waiting on it is left behind, not waited for.
+        """
+        try:
+            with anyio.fail_after(self.timeout):
+                return await anyio.to_thread.run_sync(self._read, query, abandon_on_cancel=True)
+        except TimeoutError:
+            raise DatabaseUnavailable(f"no answer within {self.timeout:g} s") from None
+
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return query(conn)
+        except (DBAPIError, PoolTimeout) as exc:  # PoolTimeout: every connection is stuck
+            raise DatabaseUnavailable(describe_db_error(exc)) from exc
 
 
 @dataclass
@@ -36,30 +63,15 @@ class ServerState:
     tokens: list[str]
     writer: GroupCommitWriter
     hub: Hub
+    reader: Reader
 
     def now(self) -> datetime:
         """The server's current time."""
         return self.clock.now()
 
     async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run a read-only ``query(conn)`` off the event loop; 503 if the database is down.
-
-        Also 503 if it has not answered within ``write_timeout`` (a hung database):
-        the thread waiting on it is left behind, not waited for.
-        """
-        timeout = self.settings.write_timeout
-        try:
-            with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(self._read, query, abandon_on_cancel=True)
-        except TimeoutError:
-            raise DatabaseUnavailable(f"no answer within {timeout:g} s") from None
-
-    def _read(self, query: Callable[[Connection], T]) -> T:
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                return query(conn)
-        except (DBAPIError, PoolTimeout) as exc:  # PoolTimeout: every connection is stuck
-            raise DatabaseUnavailable(describe_db_error(exc)) from exc
+        """Run a read-only ``query(conn)`` off the event loop (see :class:`Reader`)."""
+        return await self.reader.read(query)
 
     def context(self, conn: HTTPConnection) -> RequestContext:
         """The storable client facts of a request under the privacy settings."""

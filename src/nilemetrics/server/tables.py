@@ -205,7 +205,8 @@ class AuditLog(SQLModel, table=True):
 def table(model: type[SQLModel]) -> Table:
     """The Core table behind a model, typed for mypy."""
     result = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(result, Table)
+    if not isinstance(result, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
     return result
 
 

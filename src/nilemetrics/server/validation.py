@@ -41,7 +41,8 @@ def describe_errors(errors: Sequence[Any], prefix: str | None = None) -> list[di
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """422 (or 400 for a body that is not JSON) with a readable ``detail``."""
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(f"registered for RequestValidationError, got {type(exc).__name__}")
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
         return JSONResponse(

@@ -1,4 +1,9 @@
-"""Messages the feed worker posts to the app (small dataclasses)."""
+"""Messages of the dashboard (small dataclasses).
+
+The feed worker posts the feed's messages to the app, which keeps what every
+screen may need and routes them on to the live screen. A routed message does
+not bubble: from the screen it would come back up to the app.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,14 @@ from nilemetrics.tui.model import ErrorRow, Metrics
 
 
 @dataclass
-class ConnectionChanged(Message):
+class ConnectionChanged(Message, bubble=False):
     """The feed's connection state changed (connecting, connected, lost, refused)."""
 
     event: FeedEvent
 
 
 @dataclass
-class MetricsReceived(Message):
+class MetricsReceived(Message, bubble=False):
     """A parsed ``metrics-update``; a newer one still queued supersedes it."""
 
     metrics: Metrics
@@ -29,7 +34,7 @@ class MetricsReceived(Message):
 
 
 @dataclass
-class ErrorsReceived(Message):
+class ErrorsReceived(Message, bubble=False):
     """A parsed ``payment-errors-update`` (the full current list, newest first)."""
 
     rows: list[ErrorRow]
@@ -41,7 +46,7 @@ class ErrorsReceived(Message):
 
 
 @dataclass
-class HeartbeatReceived(Message):
+class HeartbeatReceived(Message, bubble=False):
     """A ``metrics-heartbeat``: the server is alive even if nothing changed."""
 
     frame: Frame
@@ -55,8 +60,19 @@ class FrameIgnored(Message):
 
 
 @dataclass
-class FeedEnded(Message):
+class FeedEnded(Message, bubble=False):
     """The feed stopped (after an auth refusal, or a recorded feed ran out)."""
+
+
+@dataclass
+class Notice(Message, bubble=False):
+    """A line for the notice line above the table (a toast would cover the table)."""
+
+    text: str
+    severity: str = "information"
+    """``information``, ``warning`` or ``error`` (the line's colour)."""
+    timeout: float | None = 10
+    """Seconds until it goes away; ``None``: it stays."""
 
 
 @dataclass

@@ -1,17 +1,23 @@
 """What the dashboard knows: live numbers and payment-error rows parsed from frames.
 
-Parsing is lenient per field (a missing or odd value becomes 0 / empty), strict
-per frame shape (a ``metrics-update`` whose data is not an object is refused).
+Frames are parsed with the contract's models (``nilemetrics.protocol.pushed``),
+leniently per field (a missing or odd value becomes 0 / empty, see
+``nilemetrics.protocol.lenient``), strictly per frame shape (a ``metrics-update``
+whose data is not an object is refused).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic import ConfigDict
+
+from nilemetrics.protocol.lenient import lenient
+from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
 from nilemetrics.tui.useragent import describe_user_agent
 
 
@@ -30,25 +36,6 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int | float):
-        return max(int(value), 0)
-    return 0
-
-
-def _counts(value: Any) -> dict[str, int]:
-    if not isinstance(value, dict):
-        return {}
-    counts = {str(key): _count(n) for key, n in value.items()}
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _optional_count(value: Any) -> int | None:
-    return _count(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -60,31 +47,10 @@ OWN_PANEL_PAGES = frozenset({"homepage", "category", "offer", "checkout", "payme
                              "payment_error"})
 
 
-@dataclass(frozen=True, slots=True)
-class Metrics:
-    """One ``metrics-update`` body."""
+class Metrics(LiveMetrics):
+    """One ``metrics-update`` body, as the dashboard reads it."""
 
-    homepage: int = 0
-    categories: dict[str, int] = field(default_factory=dict)
-    offers: dict[str, int] = field(default_factory=dict)
-    product: int = 0
-    search: int = 0
-    checkout: int = 0
-    payment: int = 0
-    payment_error: int = 0
-    other: int = 0
-    pages: dict[str, int] = field(default_factory=dict)
-    live_sessions: int = 0
-    checkouts_last_hour: int = 0
-    payment_errors_last_hour: int = 0
-    payment_successes_last_hour: int = 0
-    payment_failures_last_hour: int = 0
-    payment_success_rate: float | None = None
-    sessions_last_hour: int = 0
-    checkout_sessions_last_hour: int = 0
-    payment_sessions_last_hour: int = 0
-    paid_sessions_last_hour: int = 0
-    last_updated: datetime | None = None
+    model_config = ConfigDict(frozen=True)
 
     @property
     def other_pages(self) -> dict[str, int]:
@@ -120,32 +86,7 @@ class Metrics:
         """Parse a ``metrics-update`` body; raise :class:`FrameError` if it is not an object."""
         if not isinstance(data, dict):
             raise FrameError("metrics-update data is not an object")
-        rate = data.get("paymentSuccessRate")
-        if isinstance(rate, bool) or not isinstance(rate, int | float):
-            rate = None
-        return cls(
-            homepage=_count(data.get("homepage")),
-            categories=_counts(data.get("categories")),
-            offers=_counts(data.get("offers")),
-            product=_count(data.get("product")),
-            search=_count(data.get("search")),
-            checkout=_count(data.get("checkout")),
-            payment=_count(data.get("payment")),
-            payment_error=_count(data.get("paymentError")),
-            other=_count(data.get("other")),
-            pages=_counts(data.get("pages")),
-            live_sessions=_count(data.get("liveSessions")),
-            checkouts_last_hour=_count(data.get("checkoutsLastHour")),
-            payment_errors_last_hour=_count(data.get("paymentErrorsLastHour")),
-            payment_successes_last_hour=_count(data.get("paymentSuccessesLastHour")),
-            payment_failures_last_hour=_count(data.get("paymentFailuresLastHour")),
-            payment_success_rate=None if rate is None else min(max(float(rate), 0.0), 1.0),
-            sessions_last_hour=_count(data.get("sessionsLastHour")),
-            checkout_sessions_last_hour=_count(data.get("checkoutSessionsLastHour")),
-            payment_sessions_last_hour=_count(data.get("paymentSessionsLastHour")),
-            paid_sessions_last_hour=_count(data.get("paidSessionsLastHour")),
-            last_updated=parse_time(data.get("lastUpdated")),
-        )
+        return lenient(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,32 +132,33 @@ class ErrorRow:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> ErrorRow:
-        """Parse one row of ``payment-errors-update``."""
-        details = data.get("error_details")
-        nested = details if isinstance(details, dict) else {}
-        code = _text(data.get("error_code") or nested.get("errorCode"))
-        message = _text(data.get("error_message") or nested.get("errorMessage"))
-        user_agent = _text(data.get("user_agent") or nested.get("userAgent"))
-        items = data.get("checkout_items")
-        row_id = data.get("id")
-        at = parse_time(data.get("payment_error_at"))
+        """Parse one row of ``payment-errors-update`` (flat fields win over the nested form)."""
+        row = lenient(PaymentErrorRow, data)
+        nested = row.error_details or {}
+        code = _text(row.error_code or nested.get("errorCode"))
+        message = _text(row.error_message or nested.get("errorMessage"))
+        user_agent = _text(row.user_agent or nested.get("userAgent"))
+        at = row.payment_error_at
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
         key = (
-            f"id:{row_id}"
-            if row_id is not None
-            else f"s:{data.get('session_id')}:{data.get('attempt')}:{data.get('payment_error_at')}"
+            f"id:{row.id}"
+            if row.id is not None
+            else f"s:{row.session_id}:{row.attempt}:{data.get('payment_error_at')}"
         )
         return cls(
             key=key,
             at=at,
-            email=_text(data.get("email")),
-            phone=_text(data.get("phone")),
-            amount=_amount(data.get("total_amount")),
-            payment_method=_text(data.get("payment_method")),
-            items=items if isinstance(items, list) else [],
-            item_count=_optional_count(data.get("item_count")),
+            email=_text(row.email),
+            phone=_text(row.phone),
+            amount=_amount(row.total_amount),
+            payment_method=_text(row.payment_method),
+            items=row.checkout_items or [],
+            item_count=row.item_count if row.item_count is None or row.item_count >= 0
+            else None,
             error_code=code,
             error_message=message,
-            ip_address=_text(data.get("ip_address")),
+            ip_address=_text(row.ip_address),
             user_agent=user_agent,
             browser=describe_user_agent(user_agent),
             raw=data,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from nilemetrics.protocol import API_PREFIX
-from nilemetrics.tui.model import parse_time
+from nilemetrics.protocol.lenient import lenient
+from nilemetrics.protocol.names import API_PREFIX
+from nilemetrics.protocol.pushed import PageSessionOut
 
 #: Page types → the sessions on them (what the app calls; tests hand in their own).
 SessionsFetcher = Callable[[list[str]], Awaitable["PageSessions"]]
@@ -48,30 +49,28 @@ class PageSessions:
     sessions: list[PageSession]
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def parse_page_sessions(data: Any) -> PageSessions:
-    """Parse the endpoint's JSON leniently (odd fields become empty)."""
+    """Parse the endpoint's JSON with the contract's model, leniently (odd fields become empty)."""
     if not isinstance(data, dict) or not isinstance(data.get("sessions"), list):
         raise FetchError("the server's answer has no session list")
     sessions = []
     for item in data["sessions"]:
         if not isinstance(item, dict):
             continue
-        seconds = item.get("secondsOnPage")
-        previous = _text(item.get("previousPageType"))
-        if previous and item.get("previousPageIdentifier"):
-            previous += f" · {_text(item.get('previousPageIdentifier'))}"
+        found = lenient(PageSessionOut, item)
+        previous = found.previous_page_type or ""
+        if previous and found.previous_page_identifier:
+            previous += f" · {found.previous_page_identifier}"
+        entered = found.entered_at
+        if entered is not None and entered.tzinfo is None:
+            entered = entered.replace(tzinfo=UTC)
         sessions.append(PageSession(
-            session_id=_text(item.get("sessionId")),
-            page_type=_text(item.get("pageType")),
-            page_identifier=_text(item.get("pageIdentifier")),
-            entered_at=parse_time(item.get("enteredAt")),
-            seconds_on_page=float(seconds) if isinstance(seconds, int | float)
-            and not isinstance(seconds, bool) else None,
-            email=_text(item.get("email")),
+            session_id=found.session_id,
+            page_type=found.page_type,
+            page_identifier=found.page_identifier or "",
+            entered_at=entered,
+            seconds_on_page=found.seconds_on_page,
+            email=found.email or "",
             previous_page=previous,
         ))
     total = data.get("total")

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from nilemetrics.protocol import API_PREFIX, wire_time
-from nilemetrics.server.cleanup import end_stale_sessions
+from nilemetrics.protocol.names import API_PREFIX
+from nilemetrics.protocol.operations import CleanupOut
+from nilemetrics.protocol.pushed import LiveMetrics, PageSessionsOut, PaymentErrorRow
 from nilemetrics.server.live import live_sessions_on_pages, payment_error_rows, snapshot
-from nilemetrics.server.schemas import (
-    CleanupOut,
-    LiveMetricsOut,
-    PageSessionsOut,
-    PaymentErrorRow,
-    problems,
-)
-from nilemetrics.server.state import ServerState, StateDep, TokenDep
+from nilemetrics.server.openapi import problems
+from nilemetrics.server.services.cleanup import run_cleanup
+from nilemetrics.server.state import StateDep, TokenDep
 
 router = APIRouter(
     prefix=API_PREFIX, tags=["dashboard"], dependencies=[TokenDep], responses=problems(401, 503)
 )
 
 
-@router.get("/live-metrics", response_model=LiveMetricsOut)
-async def live_metrics(state: StateDep) -> dict[str, Any]:
+@router.get("/live-metrics", response_model=LiveMetrics)
+async def live_metrics(state: StateDep) -> LiveMetrics:
     """Live sessions per page now, and the last hour's payment figures."""
     now = state.now()
     window = state.settings.live_window
@@ -42,7 +38,7 @@ async def payment_errors(
         Query(description="ISO 8601 time; default: one hour ago. Naive times are UTC."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most rows to return.")] = 50,
-) -> list[dict[str, Any]]:
+) -> list[PaymentErrorRow]:
     """Payment errors, newest first, with checkout context and contact fields."""
     if since is None:
         since = state.now() - timedelta(hours=1)
@@ -65,7 +61,7 @@ async def page_sessions(
     ] = None,
     live: Annotated[bool, Query(description="Live sessions (the only kind listed).")] = True,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most sessions to list.")] = 200,
-) -> dict[str, Any]:
+) -> PageSessionsOut:
     """Live sessions on a page (type, identifier): since when, who, where they came from."""
     if not live:
         raise HTTPException(422, "live: only live sessions can be listed (live=true)")
@@ -83,19 +79,3 @@ async def cleanup_sessions(state: StateDep) -> CleanupOut:
     ended = await run_cleanup(state)
     return CleanupOut(ended=ended)
 
-
-async def run_cleanup(state: ServerState) -> int:
-    """One cleanup tick: end stale sessions, push fresh numbers and a heartbeat."""
-    now = state.now()
-    timeout = state.settings.session_timeout
-    ended, _closed = await state.writer.run_job(
-        lambda conn: end_stale_sessions(conn, now, timeout)
-    )
-    state.hub.mark_dirty()
-    send_heartbeat(state, now)
-    return int(ended)
-
-
-def send_heartbeat(state: ServerState, now: datetime | None = None) -> None:
-    """``metrics-heartbeat`` to this process's subscribers (every process sends its own)."""
-    state.hub.heartbeat(wire_time(now or state.now()), state.settings.cleanup_interval)

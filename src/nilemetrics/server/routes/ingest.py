@@ -1,4 +1,12 @@
-"""Ingestion API called by the shop's pages (public, CORS for the shop's origins)."""
+"""Ingestion API called by the shop's pages (public, CORS for the shop's origins).
+
+Every route is derived from the registry (``nilemetrics.protocol.registry.EVENTS``):
+the single-event routes, the batch endpoint's item types and the fast path. A valid
+single event takes the fast path (the body middleware hands it the bytes); the
+route answers what the fast path declines (invalid bodies, with FastAPI's usual
+error answers) and declares the route in OpenAPI. Both queue the event through
+:func:`ingest`.
+"""
 
 from __future__ import annotations
 
@@ -13,95 +21,70 @@ from starlette.requests import HTTPConnection
 from starlette.types import Message, Scope, Send
 
 from nilemetrics.ids import uuid7
-from nilemetrics.protocol import API_PREFIX
-from nilemetrics.server.fair_queue import client_of
-from nilemetrics.server.ingest import EventKind, TrackedEvent
+from nilemetrics.protocol.answers import BatchOut, SessionStartOut, SuccessOut
+from nilemetrics.protocol.bodies import BatchIn, SessionEventIn, SessionStartIn
+from nilemetrics.protocol.names import API_PREFIX, BATCH_PATH, EventType
+from nilemetrics.protocol.registry import EVENTS, EventSpec
+from nilemetrics.server.ingestion.errors import EventRejected
+from nilemetrics.server.ingestion.events import TrackedEvent, tracked_event
+from nilemetrics.server.ingestion.fair_queue import client_of
 from nilemetrics.server.middleware import FastHandler
-from nilemetrics.server.privacy import RequestContext
-from nilemetrics.server.schemas import (
-    BatchIn,
-    BatchOut,
-    CheckoutStartIn,
-    PageVisitIn,
-    PaymentErrorIn,
-    PaymentStartIn,
-    PaymentSuccessIn,
-    SessionEventIn,
-    SessionStartIn,
-    SessionStartOut,
-    SuccessOut,
-    problems,
-)
+from nilemetrics.server.openapi import problems
 from nilemetrics.server.state import ServerState, get_state
 from nilemetrics.server.validation import describe_errors
-from nilemetrics.server.writer import EventRejected
 
-router = APIRouter(prefix=API_PREFIX, tags=["ingestion"], responses=problems(400, 413, 422, 503))
-
-_BATCH_MODELS: dict[str, tuple[EventKind, type[SessionEventIn | SessionStartIn]]] = {
-    "session-start": ("session-start", SessionStartIn),
-    "session-heartbeat": ("session-heartbeat", SessionEventIn),
-    "page-visit": ("page-visit", PageVisitIn),
-    "checkout-start": ("checkout-start", CheckoutStartIn),
-    "payment-start": ("payment-start", PaymentStartIn),
-    "payment-error": ("payment-error", PaymentErrorIn),
-    "payment-success": ("payment-success", PaymentSuccessIn),
-    "session-end": ("session-end", SessionEventIn),
-}
-
-
-def _minimise(body: BaseModel, ctx: RequestContext) -> BaseModel:
-    """Drop personal data from a body whose sender asked not to be tracked."""
-    if not ctx.anonymous:
-        return body
-    if isinstance(body, SessionStartIn):
-        return body.model_copy(update={"user_id": None, "email": None, "phone": None})
-    if isinstance(body, PaymentErrorIn) and isinstance(body.error_details, dict):
-        details = {k: v for k, v in body.error_details.items() if k != "userAgent"}
-        return body.model_copy(update={"error_details": details})
-    return body
+router = APIRouter(
+    prefix=API_PREFIX, tags=["ingestion"], responses=problems(400, 413, 422, 429, 503)
+)
 
 
 def _event(
-    state: ServerState, request: HTTPConnection, kind: EventKind, session_id: str,
-    body: BaseModel,
+    state: ServerState, conn: HTTPConnection, kind: EventType, session_id: str, body: BaseModel
 ) -> TrackedEvent:
-    ctx = state.context(request)
-    return TrackedEvent(
-        kind=kind,
-        session_id=session_id,
-        at=state.now(),
-        context=ctx,
-        body=_minimise(body, ctx),
-        event_id=getattr(body, "event_id", None),
-    )
+    return tracked_event(kind, session_id, body, state.context(conn), state.now())
 
 
-async def _track(request: Request, kind: EventKind, body: SessionEventIn) -> SuccessOut:
+async def ingest(conn: HTTPConnection, kind: EventType, session_id: str, body: BaseModel) -> None:
+    """Queue one event of ``conn``'s client; return once it is committed."""
     # No dependency injection on the hot path: each resolved dependency costs time.
-    state = get_state(request)
-    await state.writer.submit(
-        _event(state, request, kind, body.session_id, body), client_of(request.scope)
+    state = get_state(conn)
+    await state.writer.submit(_event(state, conn, kind, session_id, body), client_of(conn.scope))
+
+
+def _route_name(spec: EventSpec) -> str:
+    """``/track/page-visit`` → ``track_page_visit`` (the OpenAPI operation's name)."""
+    return spec.path.strip("/").replace("/", "_").replace("-", "_")
+
+
+def _add_single_route(spec: EventSpec) -> None:
+    """Declare ``spec``'s route: its body model validates, the event is queued."""
+    kind = spec.kind
+
+    async def endpoint(request: Request, body: SessionEventIn) -> SuccessOut:
+        await ingest(request, kind, body.session_id, body)
+        return SuccessOut()
+
+    # The body's model is the registry's: FastAPI reads it from the signature.
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              annotation=Request),
+            inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              annotation=spec.body),
+        ],
+        return_annotation=SuccessOut,
     )
-    return SuccessOut()
+    endpoint.__name__ = _route_name(spec)
+    router.add_api_route(
+        spec.path,
+        endpoint,
+        methods=["POST"],
+        response_model=spec.answer,
+        name=_route_name(spec),
+        description=spec.summary,
+    )
 
 
-# The hottest routes first: FastAPI matches routes in order.
-@router.post("/track/page-visit", response_model=SuccessOut)
-async def track_page_visit(request: Request, body: PageVisitIn) -> SuccessOut:
-    """The session is now on this page."""
-    return await _track(request, "page-visit", body)
-
-
-@router.post("/session/heartbeat", response_model=SuccessOut)
-async def session_heartbeat(
-    request: Request, body: SessionEventIn
-) -> SuccessOut:
-    """Keep a session live (the client sends one every 30 s while visible)."""
-    return await _track(request, "session-heartbeat", body)
-
-
-@router.post("/session/start", response_model=SessionStartOut)
 async def session_start(
     request: Request, body: SessionStartIn | None = None
 ) -> dict[str, str]:
@@ -111,16 +94,24 @@ async def session_start(
     the eventId, so a retried start gets the same answer; it never depends on what
     is stored (no other session's id can be learnt by sending its eventId).
     """
-    state = get_state(request)
     body = body or SessionStartIn()
     if body.session_id is None and body.event_id is not None:
         # As if the client had made the id: a retry finds the session it started.
         body = body.model_copy(update={"session_id": retry_safe_session_id(body.event_id)})
     session_id = body.session_id or str(uuid7())
-    await state.writer.submit(
-        _event(state, request, "session-start", session_id, body), client_of(request.scope)
-    )
+    await ingest(request, EventType.SESSION_START, session_id, body)
     return {"sessionId": session_id}
+
+
+for _spec in EVENTS.values():
+    if _spec.kind == EventType.SESSION_START:
+        # Its body is optional and it answers with the session's id.
+        router.add_api_route(
+            _spec.path, session_start, methods=["POST"], response_model=SessionStartOut,
+            name=_route_name(_spec),
+        )
+    else:
+        _add_single_route(_spec)
 
 
 #: Namespace of the session ids derived from a session/start's eventId.
@@ -132,80 +123,42 @@ def retry_safe_session_id(event_id: str) -> str:
     return str(uuid.uuid5(_START_NAMESPACE, event_id))
 
 
-@router.post("/session/end", response_model=SuccessOut)
-async def session_end(request: Request, body: SessionEventIn) -> SuccessOut:
-    """End a session now (also accepted as a ``navigator.sendBeacon`` blob)."""
-    return await _track(request, "session-end", body)
+#: The batch endpoint's item types, as ``EventType`` lists them (the 422 names them).
+_BATCH_TYPES = ", ".join(kind for kind in EventType if kind in EVENTS)
 
 
-@router.post("/track/checkout-start", response_model=SuccessOut)
-async def track_checkout_start(
-    request: Request, body: CheckoutStartIn
-) -> SuccessOut:
-    """The session started a checkout with this basket."""
-    return await _track(request, "checkout-start", body)
-
-
-@router.post("/track/payment-start", response_model=SuccessOut)
-async def track_payment_start(
-    request: Request, body: PaymentStartIn
-) -> SuccessOut:
-    """The session's checkout went to payment."""
-    return await _track(request, "payment-start", body)
-
-
-@router.post("/track/payment-error", response_model=SuccessOut)
-async def track_payment_error(
-    request: Request, body: PaymentErrorIn
-) -> SuccessOut:
-    """A payment failed (nested ``errorDetails`` form or flat form)."""
-    return await _track(request, "payment-error", body)
-
-
-@router.post("/track/payment-success", response_model=SuccessOut)
-async def track_payment_success(
-    request: Request, body: PaymentSuccessIn
-) -> SuccessOut:
-    """The session's checkout was paid."""
-    return await _track(request, "payment-success", body)
-
-
-@router.post("/events", response_model=BatchOut)
+@router.post(BATCH_PATH, response_model=BatchOut)
 async def track_batch(
     request: Request, body: BatchIn
 ) -> BatchOut | JSONResponse:
     """Many events in one request, applied in order; each item has a ``type``.
 
-    Types: session-start (with ``sessionId``), session-heartbeat, page-visit,
-    checkout-start, payment-start, payment-error, payment-success, session-end; the
-    other fields are those of the single-event endpoint. All or nothing: one
-    invalid item (or one the database refuses) rejects the whole request with a
-    422 naming it, and none of its events is stored.
+    Types: every event type (session-start, with ``sessionId``, session-heartbeat,
+    page-visit, checkout-start, payment-start, payment-error, payment-success,
+    session-end); the other fields are those of the single-event route. All or
+    nothing: one invalid item (or one the database refuses) rejects the whole
+    request with a 422 naming it, and none of its events is stored.
     """
     state = get_state(request)
     events: list[TrackedEvent] = []
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(body.events):
         kind_name = item.get("type")
-        spec = _BATCH_MODELS.get(kind_name) if isinstance(kind_name, str) else None
+        spec = EVENTS.get(kind_name) if isinstance(kind_name, str) else None  # type: ignore[call-overload]
         if spec is None:
             problems.append(
-                {
-                    "field": f"events[{index}].type",
-                    "message": "must be one of " + ", ".join(_BATCH_MODELS),
-                }
+                {"field": f"events[{index}].type", "message": f"must be one of {_BATCH_TYPES}"}
             )
             continue
-        kind, model = spec
         try:
-            parsed = model.model_validate(item)
+            parsed = spec.body.model_validate(item)
         except ValidationError as exc:
             problems.extend(describe_errors(exc.errors(), prefix=f"events[{index}]"))
             continue
         if parsed.session_id is None:  # session-start, whose model makes it optional
-            problems.append({"field": f"events[{index}].sessionId", "message": "Field required"})
+            problems.append({"field": f"events[{index}].sessionId", "message": "field required"})
             continue
-        events.append(_event(state, request, kind, parsed.session_id, parsed))
+        events.append(_event(state, request, spec.kind, parsed.session_id, parsed))
     if problems:
         return JSONResponse(
             status_code=422, content={"detail": _summary(problems), "errors": problems}
@@ -223,17 +176,6 @@ async def track_batch(
     return BatchOut(accepted=accepted, duplicates=len(results) - accepted)
 
 
-#: Single-event routes answered by the fast path (see ``fast_handlers``): those whose
-#: bodies hold only text fields, where parsing the JSON bytes straight into the model
-#: gives exactly the model FastAPI's parse-then-validate gives.
-_FAST_MODELS: dict[str, tuple[EventKind, type[SessionEventIn]]] = {
-    "/track/page-visit": ("page-visit", PageVisitIn),
-    "/session/heartbeat": ("session-heartbeat", SessionEventIn),
-    "/session/end": ("session-end", SessionEventIn),
-    "/track/payment-start": ("payment-start", PaymentStartIn),
-    "/track/payment-success": ("payment-success", PaymentSuccessIn),
-}
-
 _SUCCESS_BODY = SuccessOut().model_dump_json().encode()
 _SUCCESS_HEADERS = (
     (b"content-length", str(len(_SUCCESS_BODY)).encode()),
@@ -242,31 +184,28 @@ _SUCCESS_HEADERS = (
 
 
 def fast_handlers() -> dict[str, FastHandler]:
-    """Full paths of the single-event routes -> their fast-path handlers.
+    """Full paths of the registry's fast routes -> their fast-path handlers.
 
-    The routes above stay the API's declaration (OpenAPI) and answer whatever the
-    fast path declines: a body that fails validation is replayed to them, so error
-    answers are FastAPI's as before. Valid bodies are validated by the same model,
-    queued the same way, and answered only after their batch is committed.
+    The routes stay the API's declaration (OpenAPI) and answer whatever the fast
+    path declines: a body that fails validation is replayed to them, so error
+    answers are FastAPI's. Valid bodies are validated by the same model, queued
+    by the same :func:`ingest`, and answered only after their batch is committed.
     """
-    return {
-        API_PREFIX + path: _fast_handler(kind, model)
-        for path, (kind, model) in _FAST_MODELS.items()
-    }
+    return {API_PREFIX + spec.path: _fast_handler(spec) for spec in EVENTS.values() if spec.fast}
 
 
-def _fast_handler(kind: EventKind, model: type[SessionEventIn]) -> FastHandler:
+def _fast_handler(spec: EventSpec) -> FastHandler:
+    kind, model = spec.kind, spec.body
+
     async def handle(scope: Scope, body: bytes, send: Send) -> bool:
         try:
             parsed = model.model_validate_json(body)
         except ValidationError:
             return False  # the route answers with the usual 400/422
-        conn = HTTPConnection(scope)
-        state = get_state(conn)
+        if parsed.session_id is None:
+            return False  # only session/start may leave it out, and it is not fast
         try:
-            await state.writer.submit(
-                _event(state, conn, kind, parsed.session_id, parsed), client_of(scope)
-            )
+            await ingest(HTTPConnection(scope), kind, parsed.session_id, parsed)
         except Exception as exc:
             await _answer_exception(scope, send, exc)
             return True

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 
 from nilemetrics.protocol import API_PREFIX
+from nilemetrics.protocol.operations import ErasureOut, SubjectIn
 from nilemetrics.server.erasure import (
     Subject,
     SubjectError,
@@ -15,7 +16,7 @@ from nilemetrics.server.erasure import (
     ensure_erasure_key,
     erase_subject,
 )
-from nilemetrics.server.schemas import ErasureOut, SubjectIn, problems
+from nilemetrics.server.openapi import problems
 from nilemetrics.server.state import StateDep, TokenDep
 
 router = APIRouter(

@@ -17,7 +17,7 @@ from importlib import resources
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from nilemetrics.server.schemas import problems
+from nilemetrics.server.openapi import problems
 
 router = APIRouter(tags=["tracker"])
 

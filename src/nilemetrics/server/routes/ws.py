@@ -10,7 +10,9 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from nilemetrics.protocol import API_PREFIX, WS_CLOSE_UNAUTHORIZED, WsEvent
+from nilemetrics.protocol.frames import CLIENT_EVENTS
+from nilemetrics.protocol.names import API_PREFIX, WS_CLOSE_UNAUTHORIZED, WsEvent
+from nilemetrics.protocol.pushed import Notice
 from nilemetrics.server.auth import bearer_token, token_matches
 from nilemetrics.server.hub import Frame, Subscriber
 from nilemetrics.server.middleware import ABORT_KEY
@@ -71,8 +73,8 @@ def _handle_client_frame(sub: Subscriber, raw: str) -> None:
     except ValueError:
         event = None
         message = None
-    if event == WsEvent.JOIN_SELLER_DASHBOARD:
-        data = message.get("data") if isinstance(message, dict) else None
-        sub.seller_id = str(data)[:255] if data is not None else None
+    if event in CLIENT_EVENTS:
+        # join-seller-dashboard: one server serves one shop, every subscriber gets
+        # the same frames; the shop's dashboard sends it, so it is accepted.
         return
-    sub.offer(Frame(WsEvent.ERROR, {"message": "unknown or malformed frame"}))
+    sub.offer(Frame(WsEvent.ERROR, Notice(message="unknown or malformed frame")))

@@ -1,1 +1,1 @@
-"""Dashboard screens: error detail and help."""
+"""Dashboard screens: the live view, and the detail, help and sessions screens over it."""

@@ -74,6 +74,9 @@ class ErrorDetailScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,enter", "dismiss", "Close"),
     ]
+    #: The arrow keys scroll at once. (Focused by Textual when the screen shows, not in
+    #: on_mount: a screen dismissed before it mounted has no children to query.)
+    AUTO_FOCUS = "#detail-scroll"
 
     def __init__(self, row: ErrorRow) -> None:
         super().__init__()
@@ -94,9 +97,6 @@ class ErrorDetailScreen(ModalScreen[None]):
                 )
                 yield Static(Group(_details(row.raw.get("error_details"))), id="detail-json")
 
-    def on_mount(self) -> None:
-        """Let the arrow keys scroll at once."""
-        self.query_one("#detail-scroll", VerticalScroll).focus()
 
     async def action_dismiss(self, result: None = None) -> None:
         """Close the screen."""

@@ -162,6 +162,15 @@ class ErrorTable(DataTable[Text]):
 
     def _on_resize(self, event: events.Resize) -> None:
         super()._on_resize(event)
+        self._fit_columns()
+
+    def watch_show_vertical_scrollbar(self, _shown: bool) -> None:
+        """Rows that start or stop overflowing change the room the columns have."""
+        # No resize event comes for it; refit once the scrollbar is laid out, so the
+        # widths do not depend on whether the rows came before the first layout or after.
+        self.call_after_refresh(self._fit_columns)
+
+    def _fit_columns(self) -> None:
         if self._target_widths() != self._widths:
             self._layout_columns()
 

@@ -1,4 +1,4 @@
-"""The wire protocol shared by the server and the dashboard (DESIGN.md "Wire contract")."""
+"""Names of the wire contract: paths, page types, event types, frame names (DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,26 @@ from typing import Final
 
 API_PREFIX: Final = "/api/metrics"
 WS_PATH: Final = f"{API_PREFIX}/ws"
+#: The batch endpoint (``POST``), relative to :data:`API_PREFIX`.
+BATCH_PATH: Final = "/events"
+SOCKETIO_PATH: Final = "/socket.io"
+
+
+class EventType(StrEnum):
+    """Kinds of tracking events: the batch endpoint's ``type`` and the event log's type.
+
+    Each has a body model, a single-event route and a batch entry, all taken from
+    ``nilemetrics.protocol.registry.EVENTS``.
+    """
+
+    SESSION_START = "session-start"
+    SESSION_HEARTBEAT = "session-heartbeat"
+    PAGE_VISIT = "page-visit"
+    CHECKOUT_START = "checkout-start"
+    PAYMENT_START = "payment-start"
+    PAYMENT_ERROR = "payment-error"
+    PAYMENT_SUCCESS = "payment-success"
+    SESSION_END = "session-end"
 
 
 class PageType(StrEnum):

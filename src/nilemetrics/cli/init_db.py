@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from nilemetrics.cli.common import build_settings, err_console, fail
+from nilemetrics.cli.options import DatabaseUrlOption, build_settings, err_console, fail
 from nilemetrics.server.db import (
     DatabaseUnavailable,
     DatabaseUrlError,
@@ -14,17 +10,6 @@ from nilemetrics.server.db import (
     migrate,
     redact_url,
 )
-
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="NILEMETRICS_DATABASE_URL",
-        help="SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB). "
-        "Default: a SQLite file in your data directory.",
-        show_default=False,
-    ),
-]
 
 
 def init_db(database_url: DatabaseUrlOption = None) -> None:

@@ -1,16 +1,16 @@
-"""Request and response models of the HTTP API: the OpenAPI document is the contract.
+"""Bodies of the ingestion API, with their limits: what a client may send.
 
 Field names are camelCase as the shop's existing client sends them; unknown
 fields are ignored, wrong types and oversize values are a 422 naming the field.
+Every string is made storable by the text policy (``nilemetrics.protocol.text``).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PAGE_TYPE_PATTERN
-from nilemetrics.server.sanitize import check_depth, clean_json, clean_text
+from nilemetrics.protocol.names import IDENTIFIED_PAGE_TYPES, PAGE_TYPE_PATTERN
+from nilemetrics.protocol.text import check_depth, clean_json, clean_text
 
 MAX_URL = 2048
 MAX_IDENTIFIER = 255
@@ -34,6 +34,10 @@ MAX_MESSAGE = 2048
 MAX_CHECKOUT_ITEMS = 200
 MAX_AMOUNT = Decimal("999999999999.99")
 MAX_ITEM_COUNT = 100_000
+#: Most events in one request to the batch endpoint.
+MAX_BATCH_EVENTS = 500
+#: Default cap of a request body, in bytes (the server's ``max_body_bytes`` setting).
+MAX_BODY_BYTES = 64 * 1024
 
 
 def _uuid_text(value: object) -> object:
@@ -95,7 +99,7 @@ SessionId = Annotated[
 
 def _storable(value: object) -> object:
     # One policy for every string coming in, nested JSON included: NUL and lone
-    # surrogates become U+FFFD, so both databases store the same text (``sanitize``).
+    # surrogates become U+FFFD, so both databases store the same text (protocol.text).
     # Per field, not per body: the fast path validates JSON bytes straight into the
     # model, and a body-level hook would make it build Python objects first.
     return clean_text(value) if isinstance(value, str) else value
@@ -105,7 +109,7 @@ def _storable(value: object) -> object:
 #: what was sent).
 Storable = BeforeValidator(_storable)
 #: A JSON value of any shape from the client (basket items, error details): every
-#: string in it made storable, at most 32 levels deep (see ``sanitize``).
+#: string in it made storable, at most 32 levels deep (see ``nilemetrics.protocol.text``).
 JsonValue = Annotated[Any, BeforeValidator(clean_json), AfterValidator(check_depth)]
 #: A basket: a list of JSON values, cleaned and depth-checked like ``JsonValue``.
 JsonItems = Annotated[list[Any], BeforeValidator(clean_json), AfterValidator(check_depth)]
@@ -120,11 +124,13 @@ EventId = Annotated[
 ]
 
 
-class _Body(BaseModel):
+class ClientBody(BaseModel):
+    """A client body: unknown fields are ignored, fields filled by alias or by name."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class SessionStartIn(_Body):
+class SessionStartIn(ClientBody):
     """Body of ``session/start`` (may be empty): the logged-in customer, if any.
 
     ``sessionId`` is optional: without it the server makes one. With it (the tracker
@@ -147,7 +153,7 @@ class SessionStartIn(_Body):
         return value
 
 
-class SessionEventIn(_Body):
+class SessionEventIn(ClientBody):
     """A body naming only the session (heartbeat, payment start/success, end)."""
 
     session_id: SessionId = Field(alias="sessionId")
@@ -208,7 +214,7 @@ class CheckoutStartIn(SessionEventIn):
     payment_method: Identifier | None = Field(default=None, alias="paymentMethod")
 
 
-class NestedErrorDetails(_Body):
+class NestedErrorDetails(ClientBody):
     """The ``errorDetails`` object the existing client sends."""
 
     error_code: Identifier | None = Field(default=None, alias="errorCode")
@@ -265,202 +271,11 @@ class PaymentErrorIn(PaymentContextIn):
         return value
 
 
-class BatchIn(_Body):
-    """Body of ``events``: many events at once, applied in order in one commit."""
+class BatchIn(ClientBody):
+    """Body of ``events``: many events at once, applied in order in one commit.
 
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=500)
-
-
-class SessionStartOut(BaseModel):
-    """Answer of ``session/start``."""
-
-    session_id: str = Field(alias="sessionId", json_schema_extra={"format": "uuid"})
-
-
-class SubjectIn(_Body):
-    """Body of ``DELETE subjects``: the person to erase (any of the four, at least one)."""
-
-    # Made storable like the text that was stored, so that the same person matches.
-    email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
-    phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
-    user_id: Identifier | None = Field(default=None, alias="userId")
-    session_id: Annotated[str, StringConstraints(max_length=36)] | None = Field(
-        default=None, alias="sessionId"
-    )
-
-
-class ErasureOut(BaseModel):
-    """Answer of ``DELETE subjects``: rows deleted and scrubbed per table."""
-
-    success: Literal[True] = True
-    deleted: dict[str, int]
-    scrubbed: dict[str, int]
-    sessions: int = Field(description="How many sessions were the person's.")
-    subject_hash: str = Field(
-        alias="subjectHash", description="Keyed hash the erasure was audited under."
-    )
-    wal_checkpointed: bool = Field(alias="walCheckpointed")
-
-
-class ProblemOut(BaseModel):
-    """An error answer: what went wrong, in one line."""
-
-    detail: str
-
-
-class FieldProblemOut(BaseModel):
-    """One field's problem in a 422 answer."""
-
-    field: str = Field(description='Where, e.g. "pageType" or "events[2].sessionId".')
-    message: str
-
-
-class ValidationProblemOut(BaseModel):
-    """A 422 answer: the first problem in one line, and every problem per field.
-
-    ``errors`` is absent when the problem is not one field's (an erasure request
-    naming nobody, an event the database refused).
+    Each item is the body of a single-event route plus its ``type`` (an
+    ``EventType``); the registry says which model validates which type.
     """
 
-    detail: str = Field(description='"field: message", e.g. "sessionId: field required".')
-    errors: list[FieldProblemOut] = Field(default_factory=list)
-
-
-_PROBLEMS: dict[int, dict[str, Any]] = {
-    400: {"model": ProblemOut, "description": "The body is not JSON."},
-    401: {"model": ProblemOut, "description": "Missing or invalid bearer token."},
-    404: {"model": ProblemOut, "description": "No such thing."},
-    413: {"model": ProblemOut, "description": "The body is over the size limit (64 KiB)."},
-    422: {"model": ValidationProblemOut, "description": "A field is missing or wrong."},
-    503: {
-        "model": ProblemOut,
-        "description": "The database is unavailable; nothing was stored (see Retry-After).",
-    },
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI ``responses`` of a route that may answer these error statuses."""
-    return {code: _PROBLEMS[code] for code in codes}
-
-
-class SuccessOut(BaseModel):
-    """Answer of every tracking call."""
-
-    success: Literal[True] = True
-
-
-class BatchOut(BaseModel):
-    """Answer of the batch endpoint."""
-
-    success: Literal[True] = True
-    accepted: int
-    duplicates: int
-
-
-class CleanupOut(BaseModel):
-    """Answer of ``cleanup-sessions``."""
-
-    success: Literal[True] = True
-    ended: int
-
-
-class PaymentErrorRow(BaseModel):
-    """One payment error with its checkout context (snake_case, as the old API)."""
-
-    id: int
-    session_id: str
-    attempt: int
-    email: str | None
-    phone: str | None
-    checkout_items: list[Any] | None
-    item_count: int | None = Field(
-        description="Items in the checkout (the length of checkout_items when it was sent)."
-    )
-    total_amount: float | None = Field(
-        description="Amount rounded to cents, as a JSON number (stored exactly)."
-    )
-    payment_method: str | None
-    payment_error_at: datetime
-    error_code: str | None
-    error_message: str | None
-    error_details: dict[str, Any] | None
-    ip_address: str | None
-    user_agent: str | None
-    checkout_status: str | None
-
-
-class LiveMetricsOut(BaseModel):
-    """Live numbers: sessions per page now, and the last hour's payment figures."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    homepage: int
-    categories: dict[str, int]
-    offers: dict[str, int]
-    product: int
-    search: int
-    checkout: int
-    payment: int
-    payment_error: int = Field(alias="paymentError")
-    other: int
-    pages: dict[str, int] = Field(
-        description="Live sessions per page type, for every page type (known or not); "
-        "the values add up to liveSessions."
-    )
-    live_sessions: int = Field(alias="liveSessions")
-    checkouts_last_hour: int = Field(alias="checkoutsLastHour")
-    payment_errors_last_hour: int = Field(alias="paymentErrorsLastHour")
-    payment_successes_last_hour: int = Field(alias="paymentSuccessesLastHour")
-    payment_failures_last_hour: int = Field(alias="paymentFailuresLastHour")
-    payment_success_rate: float | None = Field(alias="paymentSuccessRate")
-    sessions_last_hour: int = Field(
-        alias="sessionsLastHour",
-        description="Funnel step 1: sessions that reported a page and were active in the "
-        "last hour.",
-    )
-    checkout_sessions_last_hour: int = Field(
-        alias="checkoutSessionsLastHour",
-        description="Funnel step 2: of those, sessions that started a checkout in the last hour.",
-    )
-    payment_sessions_last_hour: int = Field(
-        alias="paymentSessionsLastHour",
-        description="Funnel step 3: of those, sessions whose checkout reached payment "
-        "(a payment start, error or success).",
-    )
-    paid_sessions_last_hour: int = Field(
-        alias="paidSessionsLastHour",
-        description="Funnel step 4: of those, sessions whose checkout was paid.",
-    )
-    live_window_seconds: float = Field(alias="liveWindowSeconds")
-    last_updated: datetime = Field(alias="lastUpdated")
-
-
-class PageSessionOut(BaseModel):
-    """One live session on a page: where it is, since when, who, and where it came from."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    session_id: str = Field(alias="sessionId")
-    page_type: str = Field(alias="pageType")
-    page_identifier: str | None = Field(alias="pageIdentifier")
-    page_url: str | None = Field(alias="pageUrl")
-    entered_at: datetime | None = Field(
-        alias="enteredAt",
-        description="When the session entered the page (its open page visit); null when it "
-        "got there without a page visit (a checkout or payment event).",
-    )
-    seconds_on_page: float | None = Field(alias="secondsOnPage")
-    last_activity: datetime = Field(alias="lastActivity")
-    email: str | None = Field(description="Only when the shop sent it for a logged-in customer.")
-    previous_page_type: str | None = Field(
-        alias="previousPageType", description="The page visited before this one, if any."
-    )
-    previous_page_identifier: str | None = Field(alias="previousPageIdentifier")
-
-
-class PageSessionsOut(BaseModel):
-    """The live sessions on some pages, longest on the page first."""
-
-    total: int = Field(description="Live sessions on those pages (all of them, not only listed).")
-    sessions: list[PageSessionOut]
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)

@@ -1,4 +1,9 @@
-"""What personal data a request may leave behind (DESIGN.md "Privacy and security")."""
+"""What personal data a request may leave behind (DESIGN.md "Privacy and security").
+
+The one place where an event is minimised: :func:`request_context` decides which
+client facts (IP, user agent) may be stored, :func:`minimise` strips the body of
+a sender who asked not to be tracked. What comes out of here is stored as is.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
 from nilemetrics.config import IpStorage
+from nilemetrics.protocol.bodies import PaymentErrorIn, SessionStartIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +32,22 @@ class RequestContext:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled with every event sent to the writer process (see TrackedEvent).
         return (RequestContext, (self.ip_address, self.user_agent, self.anonymous))
+
+
+def minimise(body: BaseModel, ctx: RequestContext) -> BaseModel:
+    """``body`` without personal data if its sender asked not to be tracked.
+
+    No contact fields (email, phone, user id) and no user agent inside error
+    details; the request's own IP and user agent are already left out of ``ctx``.
+    """
+    if not ctx.anonymous:
+        return body
+    if isinstance(body, SessionStartIn):
+        return body.model_copy(update={"user_id": None, "email": None, "phone": None})
+    if isinstance(body, PaymentErrorIn) and isinstance(body.error_details, dict):
+        details = {k: v for k, v in body.error_details.items() if k != "userAgent"}
+        return body.model_copy(update={"error_details": details})
+    return body
 
 
 @lru_cache(maxsize=8192)  # the same clients call again and again; parsing is not free

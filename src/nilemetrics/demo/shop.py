@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from nilemetrics.simulation import DECLINES
+from nilemetrics.demo.shoppers import DECLINES
 
 
 @dataclass(frozen=True)

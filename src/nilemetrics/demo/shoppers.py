@@ -4,7 +4,7 @@ Each shopper opens a session, browses (homepage, categories, offers, products,
 search), sometimes checks out and pays, fails with realistic card decline codes,
 retries or gives up, and leaves; the session heartbeats every 30 s while open,
 as the real client does. ``speed`` compresses all waiting (demo and benchmarks).
-Used by ``nilemetrics simulate``, ``nilemetrics demo`` and the benchmarks.
+Used by ``nilemetrics simulate`` and ``nilemetrics demo``; the demo shop takes its decline codes.
 """
 
 from __future__ import annotations

@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, select, true, update
 
+from nilemetrics.server.db import DatabaseUnavailable
+from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.tables import sessions_t, visits_t
+
+if TYPE_CHECKING:
+    from nilemetrics.server.leader import Leadership
+    from nilemetrics.server.state import ServerState
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1000
 
@@ -95,3 +106,39 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
         if len(rows) < _CHUNK:
             break
     return ended, closed
+
+
+async def run_cleanup(state: ServerState) -> int:
+    """One cleanup tick: end stale sessions, push fresh numbers and a heartbeat."""
+    now = state.now()
+    timeout = state.settings.session_timeout
+    ended, _closed = await state.writer.run_job(
+        lambda conn: end_stale_sessions(conn, now, timeout)
+    )
+    state.hub.mark_dirty()
+    state.hub.heartbeat(now, state.settings.cleanup_interval)
+    return int(ended)
+
+
+async def cleanup_loop(state: ServerState, outage: OutageLog, leader: Leadership) -> None:
+    """Run a cleanup tick every ``cleanup_interval`` until cancelled; never give up.
+
+    Only the leader of all the processes on the database cleans up; every process
+    sends its own subscribers the heartbeat.
+    """
+    while True:
+        await asyncio.sleep(state.settings.cleanup_interval)
+        if not leader.is_leader():
+            # Not while the database is away: a heartbeat says the numbers are current.
+            if leader.database_reachable():
+                state.hub.heartbeat(state.now(), state.settings.cleanup_interval)
+            continue
+        try:
+            ended = await run_cleanup(state)
+            outage.succeeded()
+            log.log(logging.INFO if ended else logging.DEBUG,
+                    "cleanup (leader, pid %d): ended %d idle sessions", os.getpid(), ended)
+        except DatabaseUnavailable as exc:
+            log.warning("cleanup skipped: database unavailable (%s)", exc)
+        except Exception:
+            log.exception("cleanup tick failed")

@@ -1,4 +1,6 @@
-"""One policy for all text coming in, so that SQLite and PostgreSQL store the same thing.
+"""The text policy of the contract: what a string from a client becomes before it is stored.
+
+One policy for all text coming in, so that SQLite and PostgreSQL store the same thing.
 
 JSON may carry characters that cannot be stored as UTF-8 text: a lone surrogate
 (``"\\ud800"``, which a browser's ``JSON.stringify`` sends for a broken string)
@@ -63,16 +65,3 @@ def check_depth(value: Any, levels: int = MAX_DEPTH) -> Any:
     if depth(value, levels + 1) > levels:
         raise ValueError(f"JSON nested deeper than {levels} levels")
     return value
-
-
-def clean_stored(value: Any) -> Any:
-    """Text read back from the database, made encodable (rows stored before the policy).
-
-    Reads must never fail on what an older server stored: SQLite's JSON columns
-    kept lone surrogates as ``\\ud800`` escapes, which no UTF-8 answer can carry.
-    """
-    return clean_json(value, _STORED_LIMIT)
-
-
-#: How deep a stored value is cleaned (older servers refused nothing for depth).
-_STORED_LIMIT = 200

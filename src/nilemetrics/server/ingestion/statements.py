@@ -1,0 +1,265 @@
+"""Driver-level SQL for the few statements every event runs, built from the tables.
+
+SQLAlchemy's per-row bind processing (type decorators, datetime-to-text on
+SQLite, JSON encoding) costs more than the database work itself at thousands
+of events per second, and it runs while holding the GIL that the HTTP side
+needs. These statements send plain values through the DBAPI, one multi-row
+statement per batch, converted once here into the formats SQLAlchemy itself uses
+to store them, so every other reader (ORM, Core, reports) sees the same values.
+
+Every statement is built from the table definitions (``server/tables.py``) and a
+row type naming its columns: a row is made with keywords (``VisitInsert(
+session_id=..., page_type=...)``), so a value can never land in the wrong
+column, and a column that does not exist fails at import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, Table
+
+from nilemetrics.server.tables import events_t, sessions_t, visits_t
+
+#: Most parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
+MAX_PARAMS = 30_000
+
+
+def _row_type(table: Table, name: str, columns: Sequence[str]) -> type[Any]:
+    """A named tuple of ``columns``, each checked to be a column of ``table``."""
+    unknown = [column for column in columns if column not in table.c]
+    if unknown:
+        raise LookupError(f"{table.name} has no column(s) {unknown}")
+    row: type[Any] = namedtuple(name, columns)  # type: ignore[misc]
+    row.table = table  # type: ignore[attr-defined]
+    return row
+
+
+#: A row of the event log.
+EventInsert = _row_type(
+    events_t, "EventInsert", ("event_id", "event_type", "session_id", "occurred_at", "payload")
+)
+#: A new session.
+SessionInsert = _row_type(
+    sessions_t,
+    "SessionInsert",
+    ("session_id", "user_id", "email", "phone", "ip_address", "user_agent", "is_active",
+     "started_at", "last_activity", "ended_at", "current_page_type", "current_page_identifier"),
+)
+#: What every event changes in its session: only these columns, as SET on an indexed
+#: column rewrites its index entry even when the value is unchanged.
+SessionTouch = _row_type(
+    sessions_t,
+    "SessionTouch",
+    ("session_id", "last_activity", "current_page_type", "current_page_identifier"),
+)
+#: A session ending or coming back (rare; ``ended_at`` is indexed).
+SessionStateChange = _row_type(
+    sessions_t, "SessionStateChange", ("session_id", "is_active", "ended_at")
+)
+#: The client's contact fields and address filled in (rarer still).
+SessionContact = _row_type(
+    sessions_t,
+    "SessionContact",
+    ("session_id", "user_id", "email", "phone", "ip_address", "user_agent"),
+)
+#: A new page visit.
+VisitInsert = _row_type(
+    visits_t,
+    "VisitInsert",
+    ("session_id", "page_type", "page_identifier", "page_url", "entered_at", "exited_at",
+     "duration_seconds", "is_active"),
+)
+#: A session's open visit closed.
+VisitClose = _row_type(visits_t, "VisitClose", ("session_id", "exited_at", "duration_seconds"))
+
+
+class SessionRow(NamedTuple):
+    """A session as loaded for a batch, with its open page visit's start."""
+
+    session_id: str
+    is_active: Any
+    started_at: Any
+    last_activity: Any
+    ended_at: Any
+    current_page_type: str | None
+    current_page_identifier: str | None
+    user_id: str | None
+    email: str | None
+    phone: str | None
+    ip_address: str | None
+    user_agent: str | None
+    open_visit_entered_at: Any
+
+
+#: The columns loaded, in the row's order (all but the open visit's start).
+_SESSION_COLUMNS = _row_type(sessions_t, "_Loaded", SessionRow._fields[:-1])._fields
+
+
+def _columns(row: type[Any]) -> tuple[str, ...]:
+    fields: tuple[str, ...] = row._fields
+    return fields
+
+
+def _insert(row: type[Any]) -> str:
+    return f"INSERT INTO {row.table.name} ({', '.join(_columns(row))}) VALUES {{rows}}"
+
+
+def _update_from_values(row: type[Any], *, table_alias: str = "", index_hint: str = "") -> str:
+    """``UPDATE table SET col = v.col, … FROM (VALUES {rows}) v WHERE table.key = v.key``.
+
+    The first column of ``row`` is the key; the others are set.
+    """
+    key, *rest = _columns(row)
+    name = row.table.name
+    sets = ", ".join(f"{column} = v.{column}" for column in rest)
+    return (
+        f"WITH v({', '.join(_columns(row))}) AS (VALUES {{rows}}) "
+        f"UPDATE {name}{index_hint} SET {sets} FROM v WHERE {name}.{key} = v.{key}"
+    )
+
+
+def _update_one(row: type[Any], placeholder: str) -> str:
+    key, *rest = _columns(row)
+    sets = ", ".join(f"{column} = {placeholder}" for column in rest)
+    return f"UPDATE {row.table.name} SET {sets} WHERE {key} = {placeholder}"
+
+
+def one_row_params(row: Any) -> tuple[Any, ...]:
+    """Parameters of an ``_update_one`` statement: the set columns, then the key."""
+    return (*row[1:], row[0])
+
+
+class Statements:
+    """The hot statements and value conversions for one dialect."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self.pg = dialect_name == "postgresql"
+        p = "%s" if self.pg else "?"
+        self._p = p
+        # Multi-row statements: "{rows}" becomes "(?, ?), (?, ?), …". One statement per
+        # batch instead of one per row matters beyond the round trips: sqlite3 releases
+        # and re-takes the GIL around every row it steps, and each re-take can wait for
+        # the event loop's switch interval.
+        self.insert_events = _insert(EventInsert)
+        self.insert_sessions = _insert(SessionInsert)
+        self.touch_sessions = _update_from_values(SessionTouch)
+        self.insert_visits = _insert(VisitInsert)
+        self.change_session_state = _update_one(SessionStateChange, p)
+        self.change_session_contact = _update_one(SessionContact, p)
+        if self.pg:
+            # Each session's open visits through a LATERAL probe of the partial index
+            # (OFFSET 0 keeps the planner from flattening it back into a join):
+            # joined plainly, the planner scanned all of page_visits whenever its
+            # statistics lagged behind a growing table (a fresh or busy database),
+            # and the scan grew with the history.
+            self.close_visits = (
+                "WITH v(session_id, exited_at, duration_seconds) AS (VALUES {rows}) "
+                "UPDATE page_visits SET exited_at = v.exited_at, "
+                "duration_seconds = v.duration_seconds, is_active = false "
+                "FROM v CROSS JOIN LATERAL (SELECT o.id FROM page_visits o "
+                "WHERE o.session_id = v.session_id AND o.is_active = true OFFSET 0) o "
+                "WHERE page_visits.id = o.id"
+            )
+            open_join = (
+                "LEFT JOIN LATERAL (SELECT o.entered_at FROM page_visits o "
+                "WHERE o.session_id = s.session_id AND o.is_active = true OFFSET 0) v ON true"
+            )
+        else:
+            # The open visit is found through the small partial index of open visits,
+            # never by walking a session's whole history (SQLite, without statistics,
+            # would pick the plain session_id index, so it is named).
+            self.close_visits = (
+                "WITH v(session_id, exited_at, duration_seconds) AS (VALUES {rows}) "
+                "UPDATE page_visits INDEXED BY ix_page_visits_open SET exited_at = v.exited_at, "
+                "duration_seconds = v.duration_seconds, is_active = 0 FROM v "
+                "WHERE page_visits.session_id = v.session_id AND page_visits.is_active = 1"
+            )
+            open_join = (
+                "LEFT JOIN page_visits v INDEXED BY ix_page_visits_open "
+                "ON v.session_id = s.session_id AND v.is_active = 1"
+            )
+        self._select_sessions = (
+            f"SELECT {', '.join('s.' + column for column in _SESSION_COLUMNS)}, v.entered_at "
+            f"FROM user_sessions s {open_join} WHERE s.session_id IN ({{ids}})"
+        )
+        self._select_cache: dict[int, str] = {}
+        self._rows_cache: dict[tuple[int, int], str] = {}
+
+    def _rows(self, n: int, width: int) -> str:
+        key = (n, width)
+        text = self._rows_cache.get(key)
+        if text is None:
+            one = "(" + ", ".join([self._p] * width) + ")"
+            text = self._rows_cache[key] = ", ".join([one] * n)
+        return text
+
+    def bulk(self, conn: Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run a ``{rows}`` statement for all rows, as few statements as the limits allow."""
+        if not rows:
+            return
+        width = len(rows[0])
+        step = max(1, MAX_PARAMS // width)
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            sql = template.replace("{rows}", self._rows(len(chunk), width))
+            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+
+    def each(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run a one-row ``_update_one`` statement for each row (key last, see one_row_params)."""
+        if rows:
+            conn.exec_driver_sql(sql, [one_row_params(row) for row in rows])
+
+    def load_sessions(self, conn: Connection, session_ids: Sequence[str]) -> list[SessionRow]:
+        """Sessions by id, each with its open page visit's start (if any)."""
+        n = len(session_ids)
+        sql = self._select_cache.get(n)
+        if sql is None:
+            sql = self._select_sessions.replace("{ids}", ", ".join([self._p] * n))
+            if self.pg:
+                # Several server processes may hold events of one session: serialise them.
+                sql += " ORDER BY s.session_id FOR UPDATE OF s"
+            self._select_cache[n] = sql
+        return [SessionRow._make(row) for row in conn.exec_driver_sql(sql, tuple(session_ids))]
+
+    def ts(self, value: datetime | None) -> Any:
+        """A UTC datetime as the driver should receive it."""
+        if value is None or self.pg:
+            return value
+        # SQLAlchemy's SQLite storage format for DateTime, in UTC.
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def read_ts(self, value: Any) -> datetime | None:
+        """A timestamp read back through the driver, as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def boolean(self, value: bool) -> Any:
+        """A boolean as the driver should receive it."""
+        return value if self.pg else int(value)
+
+    def json(self, value: Any) -> Any:
+        """A JSON document as the driver should receive it."""
+        if value is None:
+            return None
+        return Jsonb(value) if self.pg else json.dumps(value, separators=(",", ":"))
+
+
+_CACHE: dict[str, Statements] = {}
+
+
+def statements(conn: Connection) -> Statements:
+    """The (cached) hot statements for this connection's dialect."""
+    name = conn.dialect.name
+    found = _CACHE.get(name)
+    if found is None:
+        found = _CACHE[name] = Statements(name)
+    return found

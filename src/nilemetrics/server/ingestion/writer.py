@@ -1,0 +1,429 @@
+"""Group-commit writer: many requests' events, one transaction, answers after commit.
+
+Requests put their events in a queue and wait. The writer takes everything
+queued (up to ``max_batch``), applies it in one transaction, commits, and only
+then wakes the waiting requests. While it commits, the next batch queues up, so
+the commit rate adapts to the load by itself: one commit per event when idle,
+hundreds of events per commit under load.
+
+Batches are applied in a child process by default. In a thread, the writer's
+Python work and the HTTP side took turns on the GIL: after every call into the
+database driver the writer waited for the event loop to let go, so batches took
+far longer than their CPU time and requests waited for them. Rare maintenance jobs
+(cleanup, erasure) still run in a thread here, serialised with the batches.
+
+A request's events are one unit: all of them are committed, or none. When the
+database refuses something in a batch, the batch's requests are retried one
+request at a time, so a bad request fails alone and takes nobody else's events
+down, and no request is answered "failed" while some of its events were stored.
+
+Requests are queued per client (see :mod:`nilemetrics.server.ingestion.fair_queue`) and
+batches are built round-robin across clients, so one client's flood of big
+requests does not stand between another client's single event and the database.
+
+Waiting is bounded, so a hung database (PostgreSQL stopped, a frozen disk, a
+SQLite lock held elsewhere) cannot pile up memory or write stale work later:
+
+- the queue holds at most ``max_queued`` events (a job counts as one); beyond
+  that a submission fails at once (503); one client may hold at most
+  ``client_max_queued`` of them, beyond that its submissions fail at once (429)
+  while others still get in;
+- a request not answered within ``write_timeout`` gets 503. Events still queued
+  are dropped from the queue. A batch the database is working on is abandoned:
+  the writer rolls it back instead of committing it (see :class:`CommitGate`).
+  Only a batch whose commit has begun cannot be abandoned; its requests wait
+  for the true outcome, so a 503 never stands for something later committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import count as counter
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from nilemetrics.server.db import DatabaseUnavailable, describe_db_error, write_options
+from nilemetrics.server.ingestion.commit import (
+    CommitGate,
+    WalKeeper,
+    apply_in_transaction,
+    first_refused,
+    is_disk_full,
+    is_unavailable,
+    send_notify,
+)
+from nilemetrics.server.ingestion.errors import (
+    Abandoned,
+    BatchRefused,
+    ClientOverShare,
+    EventRejected,
+    StorageFull,
+    WriterBusy,
+    WriteTimedOut,
+)
+from nilemetrics.server.ingestion.events import BatchOutcome, TrackedEvent
+from nilemetrics.server.ingestion.fair_queue import FairQueue
+from nilemetrics.server.ingestion.writer_process import WriterProcess
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Most events of a turn that may share a batch with other clients' turns. Bigger
+#: turns (a client with big requests or many queued) are written in batches of
+#: their own kind, so a client with a few events never waits for a flooder's
+#: 500-event transaction on top of the batch in flight (benchmarks/fairness.py).
+SMALL_TURN = 64
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    """One request's events, written together or not at all."""
+
+    events: list[TrackedEvent]
+    future: asyncio.Future[list[bool]]
+    client: str = ""
+    #: Arrival order (a job waits for the requests queued before it).
+    order: int = 0
+    timer: asyncio.TimerHandle | None = None
+    #: The batch it was last handed to the database with (0: still queued).
+    seq: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _JobItem:
+    job: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    notify: bool = True
+    #: Requests that arrived before it (order below this) are written first.
+    mark: int = 0
+    timer: asyncio.TimerHandle | None = None
+    running: bool = False
+
+
+class GroupCommitWriter:
+    """Serialises all writes of one process through one thread and one connection."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int,
+        on_commit: Callable[[BatchOutcome], None],
+        process_url: str | None = None,
+        busy_timeout: float = 5.0,
+        write_timeout: float = 5.0,
+        max_queued: int = 10_000,
+        client_max_queued: int | None = None,
+    ) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._write_timeout = write_timeout
+        self._max_queued = max_queued
+        self._client_max_queued = client_max_queued or max_queued
+        # A client's turn is half a batch: a whole batch request (500 events) at
+        # the default batch size, and a batch holds at least two clients' turns.
+        self._groups: FairQueue[_Group] = FairQueue(
+            quantum=max(1, max_batch // 2), small=SMALL_TURN
+        )
+        self._jobs: deque[_JobItem] = deque()
+        self._order = counter(1)
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nm-writer")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._notify = engine.dialect.name == "postgresql"
+        self._gate = CommitGate.shared() if process_url is not None else CommitGate()
+        self._process = (
+            WriterProcess(process_url, busy_timeout, self._gate)
+            if process_url is not None
+            else None
+        )
+        self._wal = WalKeeper(engine)
+        self._seq = 0
+        self._in_flight: list[_Group] = []
+
+    async def start(self) -> None:
+        """Start the writer process (if any) and the writer loop on the running loop."""
+        if self._process is not None:
+            await asyncio.to_thread(self._process.start)
+        else:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._wal.checkpoint, self._engine
+            )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="nm-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._process is not None:
+            await asyncio.to_thread(self._process.close)
+        self._executor.shutdown(wait=True)
+        self._gate.close()
+
+    @property
+    def _queued(self) -> int:
+        """Events (and jobs) in the queue, not yet handed to the database."""
+        return self._groups.events + len(self._jobs)
+
+    def client_full(self, client: str) -> bool:
+        """Whether ``client`` already has its whole share of the queue waiting.
+
+        Not when the whole queue is full: that is the database not keeping up (503).
+        """
+        return (
+            self._groups.queued(client) >= self._client_max_queued
+            and self._queued < self._max_queued
+        )
+
+    async def submit(self, event: TrackedEvent, client: str = "") -> bool:
+        """Queue one event of ``client``; return once it is committed (False: a duplicate)."""
+        return (await self._submit([event], client))[0]
+
+    async def submit_many(self, events: list[TrackedEvent], client: str = "") -> list[bool]:
+        """Queue events of ``client`` together (in order); return once all are committed.
+
+        All or nothing: if any of them cannot be written, none is.
+        """
+        return await self._submit(events, client)
+
+    def _admit(self, count: int, client: str | None = None) -> None:
+        if self._closing:
+            raise DatabaseUnavailable("server is shutting down")
+        if self._queued + count > self._max_queued:
+            raise WriterBusy(
+                f"the writer's queue is full ({self._queued} waiting): "
+                "the database is not keeping up"
+            )
+        if client is not None and (
+            self._groups.queued(client) + count > self._client_max_queued
+        ):
+            raise ClientOverShare(
+                f"{self._groups.queued(client)} events of this client are waiting already"
+            )
+
+    async def _submit(self, events: list[TrackedEvent], client: str) -> list[bool]:
+        self._admit(len(events), client)
+        loop = asyncio.get_running_loop()
+        group = _Group(events, loop.create_future(), client, next(self._order))
+        group.timer = loop.call_later(self._write_timeout, self._expire, group)
+        self._groups.push(client, group, len(events))
+        self._wake.set()
+        try:
+            return await group.future
+        except asyncio.CancelledError:
+            self._drop(group)  # nobody waits for it any more: never write it later
+            raise
+        finally:
+            group.timer.cancel()
+
+    async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
+        """Run ``job(conn)`` in the writer thread in its own write transaction.
+
+        Jobs and batches take turns, so a job never waits for a batch's lock.
+        ``notify``: tell other server processes (PostgreSQL) that data changed.
+        A job still queued after ``write_timeout`` is dropped (503); a running one
+        is waited for.
+        """
+        self._admit(1)
+        loop = asyncio.get_running_loop()
+        item = _JobItem(job, loop.create_future(), notify, next(self._order))
+        item.timer = loop.call_later(self._write_timeout, self._expire_job, item)
+        self._jobs.append(item)
+        self._wake.set()
+        try:
+            result: T = await item.future
+            return result
+        finally:
+            item.timer.cancel()
+
+    def _timed_out(self) -> WriteTimedOut:
+        return WriteTimedOut(
+            f"not written within {self._write_timeout:g} s: the database is not keeping up"
+        )
+
+    def _drop(self, group: _Group) -> bool:
+        """Take a group out of the queue if it is still there (never handed over)."""
+        if group.seq != 0:
+            return False
+        return self._groups.remove(group.client, group)
+
+    def _expire(self, group: _Group) -> None:
+        """A request's time is up: answer 503 unless its events may yet be committed."""
+        if group.future.done():
+            return
+        if self._drop(group):
+            group.future.set_exception(self._timed_out())
+            return
+        if group.seq and group.seq == self._seq and self._gate.abandon(group.seq):
+            # The writer will roll this batch back: none of its requests is stored.
+            for member in self._in_flight:
+                if not member.future.done():
+                    member.future.set_exception(self._timed_out())
+        # Otherwise its commit is under way: the answer waits for the outcome.
+
+    def _expire_job(self, item: _JobItem) -> None:
+        if item.future.done() or item.running:
+            return
+        try:
+            self._jobs.remove(item)
+        except ValueError:
+            return
+        item.future.set_exception(self._timed_out())
+
+    def _job_due(self) -> bool:
+        """The first job may run: every request that arrived before it has been taken."""
+        mark = self._jobs[0].mark
+        return all(group.order > mark for group in self._groups.heads())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._groups and not self._jobs:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._jobs and self._job_due():
+                head = self._jobs.popleft()
+                head.running = True
+                try:
+                    result = await loop.run_in_executor(
+                        self._executor, self._job, head.job, head.notify
+                    )
+                except Exception as exc:  # handed to the awaiting caller
+                    if not head.future.done():
+                        head.future.set_exception(_translate(exc))
+                else:
+                    if not head.future.done():
+                        head.future.set_result(result)
+                continue
+            # Whole requests only: a request's events never straddle two batches.
+            await self._write(loop, self._groups.take(self._max_batch))
+
+    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_Group]) -> None:
+        now = loop.time()
+        for group in batch:
+            # Its time ran out while it was away from the queue (being isolated).
+            if group.timer is not None and group.timer.when() <= now and not group.future.done():
+                group.future.set_exception(self._timed_out())
+        batch = [group for group in batch if not group.future.done()]
+        if not batch:
+            return
+        events = [event for group in batch for event in group.events]
+        self._seq += 1
+        seq = self._seq
+        self._gate.open(seq)
+        for group in batch:
+            group.seq = seq
+        self._in_flight = batch
+        try:
+            if self._process is not None:
+                outcome = await self._process.apply(loop, events, seq)
+            else:
+                outcome = await loop.run_in_executor(self._executor, self._apply, events, seq)
+        except Abandoned:
+            return  # its requests were answered when it was abandoned
+        except Exception as exc:
+            await self._failed(loop, batch, exc)
+            return
+        finally:
+            self._in_flight = []
+        start = 0
+        for group in batch:
+            end = start + len(group.events)
+            if not group.future.done():
+                group.future.set_result(outcome.applied[start:end])
+            else:  # the gate makes this impossible; say so loudly if it ever is not
+                log.error("a batch was committed after one of its requests was answered")
+            start = end
+        try:
+            self._on_commit(outcome)
+        except Exception:  # a push problem must never fail ingestion
+            log.exception("on_commit callback failed")
+
+    async def _failed(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Group], exc: Exception
+    ) -> None:
+        """A batch was rolled back: answer, or retry its requests one at a time."""
+        unavailable = is_unavailable(exc) or isinstance(exc, DatabaseUnavailable)
+        refused = not unavailable and (
+            isinstance(exc, BatchRefused) or isinstance(exc, DBAPIError)
+        )
+        if refused and len(batch) > 1:
+            # Something in the batch was refused: isolate its request, keep the rest.
+            log.warning("batch of %d requests refused (%s); retrying request by request",
+                        len(batch), describe_db_error(exc))
+            for group in batch:
+                await self._write(loop, [group])
+            return
+        if refused:
+            group = batch[0]
+            log.warning("event refused by the database: %s", describe_db_error(exc))
+            error: Exception = EventRejected(index=await self._find_refused(loop, group))
+        else:
+            error = _translate(exc)
+        for group in batch:
+            if not group.future.done():
+                group.future.set_exception(error)
+
+    async def _find_refused(self, loop: asyncio.AbstractEventLoop, group: _Group) -> int | None:
+        """Which of a refused request's events the database refuses (None: not found)."""
+        if len(group.events) == 1:
+            return 0
+        try:
+            if self._process is not None:
+                return await self._process.find_refused(loop, group.events)
+            return await loop.run_in_executor(
+                self._executor, first_refused, self._engine, group.events
+            )
+        except Exception as exc:
+            log.warning("could not tell which event was refused: %s", exc)
+            return None
+
+    def _apply(self, events: list[TrackedEvent], seq: int) -> BatchOutcome:
+        return apply_in_transaction(
+            self._engine, events, self._notify, self._gate, seq, self._wal
+        )
+
+    def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
+        with self._engine.connect() as conn:
+            write_options(conn)
+            with conn.begin():
+                result = job(conn)
+                if self._notify and notify:
+                    send_notify(conn, "metrics")
+            return result
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, DatabaseUnavailable | EventRejected):
+        return exc
+    if is_disk_full(exc):
+        log.warning("database disk full: %s", describe_db_error(exc))
+        return StorageFull(describe_db_error(exc))
+    if isinstance(exc, BatchRefused):
+        log.warning("event refused by the database: %s", exc)
+        return EventRejected()
+    if is_unavailable(exc):
+        log.warning("database unavailable: %s", describe_db_error(exc))
+        return DatabaseUnavailable(describe_db_error(exc))
+    if isinstance(exc, DBAPIError):
+        log.warning("event refused by the database: %s", describe_db_error(exc))
+        return EventRejected()
+    log.error("unexpected error while writing", exc_info=exc)
+    return DatabaseUnavailable("internal error while writing")
+
+

@@ -1,0 +1,53 @@
+"""The live numbers the hub pushes: read from the database, and stored for other tools."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
+from nilemetrics.server.clock import Clock
+from nilemetrics.server.ingestion.writer import GroupCommitWriter
+from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
+from nilemetrics.server.state import Reader
+
+#: Rows a ``payment-errors-update`` frame carries (the newest of the last hour).
+PUSHED_ERROR_ROWS = 50
+
+#: Key of the PostgreSQL advisory lock held while a snapshot is stored: several
+#: processes may store the same snapshot at once.
+_SNAPSHOT_LOCK = 7305441863
+
+
+class LiveNumbers:
+    """Reads the numbers for the hub and stores each new snapshot in ``live_metrics``."""
+
+    def __init__(
+        self, *, reader: Reader, writer: GroupCommitWriter, clock: Clock, live_window: float
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._clock = clock
+        self._window = live_window
+
+    async def metrics(self) -> LiveMetrics:
+        """The live metrics now."""
+        now, window = self._clock.now(), self._window
+        return await self._reader.read(lambda conn: snapshot(conn, now, window))
+
+    async def errors(self) -> list[PaymentErrorRow]:
+        """The newest payment errors of the last hour."""
+        since = self._clock.now() - HOUR
+        return await self._reader.read(
+            lambda conn: payment_error_rows(conn, since, PUSHED_ERROR_ROWS)
+        )
+
+    async def store(self, metrics: LiveMetrics) -> None:
+        """Replace the stored snapshot, through the writer's queue (never racing a batch)."""
+        now = self._clock.now()
+
+        def store(conn: Connection) -> None:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SNAPSHOT_LOCK})")
+            store_snapshot(conn, metrics, now)
+
+        await self._writer.run_job(store, notify=False)
