@@ -69,6 +69,9 @@ def test_init_db_default_is_sqlite_in_data_dir(tmp_path: Path) -> None:
         (["serve", "--live-window", "3x"],
          "error: invalid setting: live_window: invalid duration '3x': use a number of "
          "seconds or forms like 90s, 30m, 1h30m, 7d"),
+        (["serve", "--log-level", "loud"],
+         "error: --log-level: unknown level 'loud'; use one of critical, error, warning, "
+         "info, debug, trace"),
         (["serve", "--ip-storage", "some"],
          "error: invalid setting: ip_storage: Input should be 'full', 'anonymized' or 'none'"),
         (["serve", "--allowed-origin", "shop.example"],

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     Keep it below the open-files limit (``ulimit -n``): the database needs descriptors too.
     """
 
+    workers: int = Field(default=1, ge=1)
+    """Server processes sharing the port (``serve``); above 1 needs PostgreSQL.
+
+    Limits such as ``http_max_connections`` hold per process.
+    """
+
     forwarded_allow_ips: str = "127.0.0.1"
     """Proxies whose X-Forwarded-For is trusted for the client IP (uvicorn's setting)."""
 

@@ -39,10 +39,16 @@ class Cluster:
     url: str
     bin: Path
     data: Path
+    options: str
+    log: Path
 
     def ctl(self, *args: str) -> None:
         """Run pg_ctl on this cluster (as the postgres user when we are root)."""
         _run([str(self.bin / "pg_ctl"), "-D", str(self.data), *args])
+
+    def start(self) -> None:
+        """Start the server (again) on its port."""
+        self.ctl("-o", self.options, "-l", str(self.log), "-w", "start")
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -72,8 +78,9 @@ def cluster() -> Iterator[Cluster]:
     _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
           "--no-sync"])
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    found = Cluster(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_bin, data)
-    found.ctl("-o", options, "-l", str(root / "server.log"), "-w", "start")
+    found = Cluster(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_bin, data,
+                    options, root / "server.log")
+    found.start()
     try:
         yield found
     finally:
@@ -83,9 +90,12 @@ def cluster() -> Iterator[Cluster]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def test_postgres_restart_loses_nothing_acknowledged(cluster: Cluster, tmp_path: Path) -> None:
+def test_postgres_restart_loses_nothing_acknowledged(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A fast restart of PostgreSQL mid-traffic: answers are 200 or 503 (never a hang or
-    a 500), ingestion comes back by itself, and every event answered 200 is stored."""
+    a 500), ingestion comes back by itself, every event answered 200 is stored, and the
+    server, which lost its leadership with its connection, leads again."""
     settings = Settings(
         database_url=cluster.url, data_dir=tmp_path / "data", config_dir=tmp_path / "config",
         dashboard_token=[TEST_TOKEN], cleanup_interval=3600, push_interval=0.05,
@@ -106,7 +116,9 @@ def test_postgres_restart_loses_nothing_acknowledged(cluster: Cluster, tmp_path:
                 acknowledged.append(sid)
             return response.status_code
 
+        leadership = server.server.config.app.state.leader  # type: ignore[union-attr]
         assert [visit() for _ in range(20)] == [200] * 20
+        assert leadership.is_leader()
         restart = subprocess.Popen(
             _as_postgres([str(cluster.bin / "pg_ctl"), "-D", str(cluster.data), "-m", "fast",
                           "-w", "restart"]),
@@ -124,6 +136,14 @@ def test_postgres_restart_loses_nothing_acknowledged(cluster: Cluster, tmp_path:
         assert recovered == 20, statuses[-40:]
         live = http.get(f"{P}/live-metrics", headers=server.auth)
         assert live.status_code == 200
+        # Its next ping (every 2 s) finds the connection gone; the next try leads again.
+        deadline = time.monotonic() + 15
+        while "is no longer the leader" not in caplog.text:
+            assert time.monotonic() < deadline, "did not notice the restart"
+            time.sleep(0.05)
+        while not leadership.is_leader():
+            assert time.monotonic() < deadline, "did not lead again"
+            time.sleep(0.05)
     assert set(statuses) <= {200, 503}
     assert 503 in statuses  # the traffic did meet the restart
     engine = make_engine(cluster.url)
@@ -133,3 +153,4 @@ def test_postgres_restart_loses_nothing_acknowledged(cluster: Cluster, tmp_path:
     engine.dispose()
     assert set(acknowledged) <= stored
     assert total >= len(acknowledged) >= 40
+

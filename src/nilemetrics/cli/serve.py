@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import errno
+import logging.config
 import socket
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from nilemetrics.cli.options import DatabaseUrlOption, build_settings, err_console, fail
-from nilemetrics.config import ensure_dashboard_tokens
+from nilemetrics.config import Settings, ensure_dashboard_tokens
 from nilemetrics.server.db import (
     DatabaseUnavailable,
     DatabaseUrlError,
@@ -83,7 +85,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes on the port; above 1 needs PostgreSQL "
+                     "(env NILEMETRICS_WORKERS) [1].", show_default=False),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="Log level: critical, error, warning, info, debug or trace.")
+    ] = "info",
 ) -> None:
     """Run the tracking server (ingestion API, dashboard API, WebSocket).
 
@@ -98,10 +107,17 @@ def serve(
         allowed_origins=allowed_origin or None,
         ip_storage=ip_storage,
         honour_privacy_signals=honour_privacy_signals,
+        workers=workers,
     )
+    if log_level.lower() not in uvicorn.config.LOG_LEVELS:
+        fail(f"--log-level: unknown level {log_level!r}; use one of "
+             f"{', '.join(uvicorn.config.LOG_LEVELS)}")
+    url = settings.effective_database_url()
+    if settings.workers > 1 and url.startswith("sqlite"):
+        fail(f"--workers {settings.workers} needs PostgreSQL: SQLite allows one writing "
+             "process; pass --database-url postgresql+psycopg://USER@HOST/DB or use --workers 1")
     # Before migrating or printing "serving on": a taken port is the commonest failure.
     _check_port(host, port)
-    url = settings.effective_database_url()
     try:
         engine = make_engine(url)
         migrate(engine)
@@ -115,27 +131,71 @@ def serve(
             f"{settings.token_file}):\n  {generated}",
             highlight=False,
         )
+    many = settings.workers > 1
     err_console.print(
-        f"nilemetrics serving on http://{host}:{port}  database: {redact_url(url)}",
+        f"nilemetrics serving on http://{host}:{port}  database: {redact_url(url)}"
+        + (f"  workers: {settings.workers}" if many else ""),
         highlight=False,
         soft_wrap=True,
     )
+    options = uvicorn_options(settings, host=host, port=port, log_level=log_level)
+    if many:
+        _serve_workers(settings, options)
+        return
     from nilemetrics.server.app import create_app
-    from nilemetrics.server.http_guard import uvicorn_limits
 
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
+    uvicorn.run(app, **options)
+
+
+def uvicorn_options(settings: Settings, *, host: str, port: int, log_level: str) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments of a server process (all but the app; picklable)."""
+    from nilemetrics.server.http_guard import uvicorn_limits
+
+    return {
+        "host": host,
+        "port": port,
+        "log_level": log_level.lower(),
+        "log_config": log_config(log_level, with_pid=settings.workers > 1),
         # Above info the access lines are dropped anyway; not building them for
         # every request saves the event loop real time under load.
-        access_log=log_level.lower() in ("trace", "debug", "info"),
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        ws="websockets-sansio",
-        ws_ping_interval=20,
+        "access_log": log_level.lower() in ("trace", "debug", "info"),
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "ws": "websockets-sansio",
+        "ws_ping_interval": 20,
         # Slow, oversized and too many connections: 408, 431, 503 (see http_guard).
         **uvicorn_limits(settings),
-    )
+    }
+
+
+def log_config(log_level: str, *, with_pid: bool) -> dict[str, Any]:
+    """uvicorn's logging configuration, with nilemetrics' own lines in the same format.
+
+    With several workers every line names the process that wrote it.
+    """
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    if with_pid:
+        for formatter in config["formatters"].values():
+            formatter["fmt"] = formatter["fmt"].replace(
+                "%(levelprefix)s ", "%(levelprefix)s [%(process)d] ", 1)
+    # Without a handler of their own, only warnings showed, and without a level prefix.
+    config["loggers"]["nilemetrics"] = {
+        "handlers": ["default"], "level": log_level.upper(), "propagate": False,
+    }
+    return config
+
+
+def _serve_workers(settings: Settings, options: dict[str, Any]) -> None:
+    """Run ``settings.workers`` worker processes on the port until stopped."""
+    from nilemetrics.cli.workers import Supervisor, listen_socket
+
+    logging.config.dictConfig(options["log_config"])
+    try:
+        sockets = [listen_socket(options["host"], options["port"])
+                   for _ in range(settings.workers)]
+    except OSError as exc:
+        fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}")
+    failed = Supervisor((settings, options), sockets).run()
+    if failed:
+        fail(failed)

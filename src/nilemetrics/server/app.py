@@ -20,6 +20,7 @@ from starlette.types import Scope
 from nilemetrics import __version__
 from nilemetrics.config import Settings, ensure_dashboard_tokens
 from nilemetrics.protocol.names import API_PREFIX, SOCKETIO_PATH
+from nilemetrics.protocol.pushed import LiveMetrics
 from nilemetrics.server.clock import Clock, SystemClock
 from nilemetrics.server.db import (
     DatabaseUnavailable,
@@ -32,6 +33,7 @@ from nilemetrics.server.ingestion.errors import ClientOverShare, EventRejected, 
 from nilemetrics.server.ingestion.events import BatchOutcome
 from nilemetrics.server.ingestion.fair_queue import client_of
 from nilemetrics.server.ingestion.writer import GroupCommitWriter
+from nilemetrics.server.leader import Leadership
 from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
@@ -80,10 +82,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         numbers = LiveNumbers(
             reader=reader, writer=writer, clock=clock, live_window=settings.live_window
         )
+        # One process of all those on the database runs the shared database jobs.
+        leader = Leadership(url if engine.dialect.name == "postgresql" else None)
+        app.state.leader = leader
+
+        async def store_metrics(metrics: LiveMetrics) -> None:
+            if leader.is_leader():  # its hub hears every process's changes (NOTIFY)
+                await numbers.store(metrics)
+
+        async def store_fresh_metrics() -> None:
+            await numbers.store(await numbers.metrics())
+
+        leader.on_elected(store_fresh_metrics)
         hub = Hub(
             compute_metrics=numbers.metrics,
             compute_errors=numbers.errors,
-            store_metrics=numbers.store,
+            store_metrics=store_metrics,
             push_interval=settings.push_interval,
             refresh_interval=settings.refresh_interval,
         )
@@ -94,7 +108,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         app.state.nm = state
         await writer.start()
         hub.start()
-        tasks = [asyncio.create_task(cleanup_loop(state, outage), name="nm-cleanup")]
+        tasks = [
+            asyncio.create_task(leader.run(), name="nm-leader"),
+            asyncio.create_task(cleanup_loop(state, outage, leader), name="nm-cleanup"),
+        ]
         if engine.dialect.name == "postgresql":
             tasks.append(
                 asyncio.create_task(

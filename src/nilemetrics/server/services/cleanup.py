@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.tables import sessions_t, visits_t
 
 if TYPE_CHECKING:
+    from nilemetrics.server.leader import Leadership
     from nilemetrics.server.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -118,13 +120,24 @@ async def run_cleanup(state: ServerState) -> int:
     return int(ended)
 
 
-async def cleanup_loop(state: ServerState, outage: OutageLog) -> None:
-    """Run a cleanup tick every ``cleanup_interval`` until cancelled; never give up."""
+async def cleanup_loop(state: ServerState, outage: OutageLog, leader: Leadership) -> None:
+    """Run a cleanup tick every ``cleanup_interval`` until cancelled; never give up.
+
+    Only the leader of all the processes on the database cleans up; every process
+    sends its own subscribers the heartbeat.
+    """
     while True:
         await asyncio.sleep(state.settings.cleanup_interval)
+        if not leader.is_leader():
+            # Not while the database is away: a heartbeat says the numbers are current.
+            if leader.database_reachable():
+                state.hub.heartbeat(state.now(), state.settings.cleanup_interval)
+            continue
         try:
-            await run_cleanup(state)
+            ended = await run_cleanup(state)
             outage.succeeded()
+            log.log(logging.INFO if ended else logging.DEBUG,
+                    "cleanup (leader, pid %d): ended %d idle sessions", os.getpid(), ended)
         except DatabaseUnavailable as exc:
             log.warning("cleanup skipped: database unavailable (%s)", exc)
         except Exception:
