@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,6 +85,23 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts",
+            help="TOML file of alert rules to evaluate and notify about (env "
+            "NILEMETRICS_ALERTS). Check one with: nilemetrics alerts check FILE.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option(
+            "--metrics-public/--metrics-token",
+            help="Serve GET /metrics without the dashboard token [token].",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the tracking server (ingestion API, dashboard API, WebSocket).
@@ -99,7 +117,16 @@ def serve(
         allowed_origins=allowed_origin or None,
         ip_storage=ip_storage,
         honour_privacy_signals=honour_privacy_signals,
+        alerts=alerts,
+        metrics_public=metrics_public,
     )
+    if settings.alerts is not None:
+        from nilemetrics.server.alerts.rules import AlertsFileError, load_rules
+
+        try:
+            load_rules(settings.alerts)
+        except AlertsFileError as exc:
+            fail(str(exc))
     # Before migrating or printing "serving on": a taken port is the commonest failure.
     _check_port(host, port)
     url = settings.effective_database_url()

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from nilemetrics import __version__
 from nilemetrics.config import Settings, ensure_dashboard_tokens
 from nilemetrics.protocol import API_PREFIX
+from nilemetrics.server.alerts.engine import alert_engine_for
 from nilemetrics.server.clock import Clock, SystemClock
 from nilemetrics.server.db import (
     DatabaseUnavailable,
@@ -33,10 +34,12 @@ from nilemetrics.server.fair_queue import client_of
 from nilemetrics.server.hub import Hub
 from nilemetrics.server.ingest import BatchOutcome
 from nilemetrics.server.live import HOUR, payment_error_rows, snapshot, store_snapshot
+from nilemetrics.server.metrics_export import install_metrics
 from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
+from nilemetrics.server.routes import alerts as alert_routes
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.socket_io import SOCKETIO_PATH, SocketIOEndpoint
 from nilemetrics.server.state import ServerState
@@ -111,8 +114,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             settings=settings, engine=engine, clock=clock, tokens=tokens, writer=writer, hub=hub
         )
         app.state.nm = state
+        # Before anything starts: a bad rules file stops the server here.
+        alerts = await asyncio.to_thread(alert_engine_for, settings, engine, clock, hub.mark_dirty)
+        app.state.alerts = alerts
         await writer.start()
         hub.start()
+        if alerts is not None:
+            await alerts.start()
+        if exporter is not None:
+            exporter.bind(state, alerts)
         tasks = [asyncio.create_task(_cleanup_loop(state, outage), name="nm-cleanup")]
         if engine.dialect.name == "postgresql":
             tasks.append(
@@ -136,6 +146,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if alerts is not None:
+                await alerts.stop()
             await socket_io.close()
             await hub.stop()
             await writer.stop()
@@ -157,6 +169,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(subjects.router)
     app.include_router(tracker.router)
+    app.include_router(alert_routes.router)
 
     def client_full(scope: Scope) -> bool:
         state: ServerState | None = getattr(app.state, "nm", None)
@@ -176,6 +189,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(EventRejected, _rejected)
     app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(ClientOverShare, _over_share)
+    # After the error handlers (it counts their refusals), before the body middleware.
+    exporter = install_metrics(app, settings, API_PREFIX)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,
@@ -185,6 +200,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         busy=client_full,
         busy_paths=[route.path for route in ingest.router.routes if isinstance(route, APIRoute)],
         busy_detail=OVER_SHARE,
+        refused=exporter.refused if exporter is not None else None,
     )
     app.add_middleware(ConnectionAbortMiddleware)
     # Outermost, so that error answers carry CORS headers the browser can read.

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, false, func, insert, literal, select, true
 
 from nilemetrics.protocol import CheckoutStatus, PageType, wire_time
+from nilemetrics.server.alerts.episodes import firing_alerts
 from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
@@ -178,6 +179,7 @@ def snapshot(conn: Connection, now: datetime, live_window: float) -> dict[str, A
     body = live_counts(conn, now, live_window)
     body.update(hour_figures(conn, now))
     body["liveWindowSeconds"] = live_window
+    body["alerts"] = firing_alerts(conn)
     body["lastUpdated"] = wire_time(now)
     return body
 

@@ -390,6 +390,22 @@ class PaymentErrorRow(BaseModel):
     checkout_status: str | None
 
 
+class FiringAlertOut(BaseModel):
+    """An alert rule firing now (``serve --alerts``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    rule: str
+    metric: str
+    value: float | None = Field(description="The metric at the rule's last evaluation.")
+    threshold: float
+    direction: Literal["above", "below"]
+    window_seconds: float | None = Field(
+        alias="windowSeconds", description="The rule's window; null for live_sessions (now)."
+    )
+    since: datetime = Field(description="When the rule started firing.")
+
+
 class LiveMetricsOut(BaseModel):
     """Live numbers: sessions per page now, and the last hour's payment figures."""
 
@@ -433,6 +449,10 @@ class LiveMetricsOut(BaseModel):
         description="Funnel step 4: of those, sessions whose checkout was paid.",
     )
     live_window_seconds: float = Field(alias="liveWindowSeconds")
+    alerts: list[FiringAlertOut] = Field(
+        default_factory=list,
+        description="Alert rules firing now, longest first (empty without serve --alerts).",
+    )
     last_updated: datetime = Field(alias="lastUpdated")
 
 

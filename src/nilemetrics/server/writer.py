@@ -57,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count as counter
 from multiprocessing.connection import Connection as Pipe
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -97,6 +97,17 @@ SMALL_TURN = 64
 WRITER_PG_OPTIONS = "-c enable_seqscan=off -c enable_bitmapscan=off"
 
 REFUSED = "the event was refused by the database"
+
+
+class BatchObserver(Protocol):
+    """Told of every batch the writer committed or failed (the /metrics counters)."""
+
+    def committed(self, events: list[TrackedEvent], outcome: BatchOutcome,
+                  seconds: float) -> None:
+        """A batch was committed ``seconds`` after it was handed to the database."""
+
+    def failed(self, exc: BaseException) -> None:
+        """A batch failed (it is then answered, or retried request by request)."""
 
 
 class EventRejected(Exception):
@@ -341,6 +352,8 @@ class GroupCommitWriter:
         self._in_flight: list[_Group] = []
         self.batches = 0
         self.events = 0
+        #: Told of each batch (metrics); set after construction, None: nobody listens.
+        self.observer: BatchObserver | None = None
 
     async def start(self) -> None:
         """Start the writer process (if any) and the writer loop on the running loop."""
@@ -362,6 +375,11 @@ class GroupCommitWriter:
             await asyncio.to_thread(self._process.close)
         self._executor.shutdown(wait=True)
         self._gate.close()
+
+    @property
+    def queue_depth(self) -> int:
+        """Events (and jobs) waiting for the writer."""
+        return self._queued
 
     @property
     def _queued(self) -> int:
@@ -520,6 +538,7 @@ class GroupCommitWriter:
         for group in batch:
             group.seq = seq
         self._in_flight = batch
+        started = loop.time()
         try:
             if self._process is not None:
                 outcome = await self._process.apply(loop, events, seq)
@@ -528,6 +547,8 @@ class GroupCommitWriter:
         except _Abandoned:
             return  # its requests were answered when it was abandoned
         except Exception as exc:
+            if self.observer is not None:
+                self.observer.failed(exc)
             await self._failed(loop, batch, exc)
             return
         finally:
@@ -544,6 +565,8 @@ class GroupCommitWriter:
             start = end
         try:
             self._on_commit(outcome)
+            if self.observer is not None:
+                self.observer.committed(events, outcome, loop.time() - started)
         except Exception:  # a push problem must never fail ingestion
             log.exception("on_commit callback failed")
 
