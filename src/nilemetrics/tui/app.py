@@ -406,6 +406,7 @@ class NileMetricsApp(App[None]):
         self._main.query_one(Funnel).metrics = m
         self._main.query_one(PaymentLine).metrics = m
         self._main.query_one(StatusBar).live_sessions = m.live_sessions
+        self._main.query_one(StatusBar).alerts = m.alerts
         self._show_time()
         self._update_table_titles()
         self._show_histories()

@@ -61,6 +61,55 @@ OWN_PANEL_PAGES = frozenset({"homepage", "category", "offer", "checkout", "payme
 
 
 @dataclass(frozen=True, slots=True)
+class FiringAlert:
+    """An alert rule the server says is firing (``alerts`` of a ``metrics-update``)."""
+
+    rule: str
+    metric: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    direction: str = ""
+    since: datetime | None = None
+
+    @property
+    def condition_text(self) -> str:
+        """``7 > 5``, ``50% < 80%`` (success rates as percentages), or empty if unknown."""
+        if self.value is None or self.threshold is None:
+            return ""
+        sign = {"above": ">", "below": "<"}.get(self.direction, "vs")
+        if self.metric == "payment_success_rate":
+            return f"{self.value * 100:.0f}% {sign} {self.threshold * 100:.0f}%"
+        return f"{self.value:g} {sign} {self.threshold:g}"
+
+    @classmethod
+    def from_data(cls, data: Any) -> FiringAlert | None:
+        """One item of ``alerts``; None if it names no rule."""
+        if not isinstance(data, dict) or not _text(data.get("rule")):
+            return None
+        return cls(
+            rule=_text(data.get("rule")),
+            metric=_text(data.get("metric")),
+            value=_number(data.get("value")),
+            threshold=_number(data.get("threshold")),
+            direction=_text(data.get("direction")),
+            since=parse_time(data.get("since")),
+        )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _alerts(value: Any) -> tuple[FiringAlert, ...]:
+    if not isinstance(value, list):
+        return ()  # a server without alerts sends none
+    parsed = (FiringAlert.from_data(item) for item in value)
+    return tuple(alert for alert in parsed if alert is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     """One ``metrics-update`` body."""
 
@@ -84,6 +133,7 @@ class Metrics:
     checkout_sessions_last_hour: int = 0
     payment_sessions_last_hour: int = 0
     paid_sessions_last_hour: int = 0
+    alerts: tuple[FiringAlert, ...] = ()
     last_updated: datetime | None = None
 
     @property
@@ -144,6 +194,7 @@ class Metrics:
             checkout_sessions_last_hour=_count(data.get("checkoutSessionsLastHour")),
             payment_sessions_last_hour=_count(data.get("paymentSessionsLastHour")),
             paid_sessions_last_hour=_count(data.get("paidSessionsLastHour")),
+            alerts=_alerts(data.get("alerts")),
             last_updated=parse_time(data.get("lastUpdated")),
         )
 

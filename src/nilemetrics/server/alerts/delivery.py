@@ -50,4 +50,4 @@ def warm_up() -> None:
     """Load Apprise's plugins now (about a second), not at the first notification."""
     from apprise.manager_plugins import NotificationManager
 
-    NotificationManager().schemas()
+    NotificationManager().schemas()  # type: ignore[no-untyped-call]

@@ -121,7 +121,8 @@ def apprise_url_problem(url: str) -> str | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if not scheme:
         return "not a URL (Apprise URLs look like slack://..., mailtos://..., json://host/path)"
-    if scheme not in NotificationManager().schemas():
+    known = NotificationManager().schemas()  # type: ignore[no-untyped-call]
+    if scheme not in known:
         return f"Apprise does not know the scheme {scheme}:// (see its list of services)"
     with apprise.LogCapture(  # type: ignore[no-untyped-call]
         level=logging.WARNING, fmt="%(message)s"
