@@ -6,18 +6,21 @@ a test moves it; the evaluation loop itself runs every 0.2 s of real time.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets.sync.client as ws_client
 from sqlalchemy import Engine, select
 
 from nilemetrics.config import Settings
 from nilemetrics.server.tables import alert_outbox_t, alert_state_t
 from tests.alerts.conftest import INTERVAL, Mailbox, Receiver, rules_file, wait_until, with_alerts
 from tests.api.journeys import P, nested_error, post, start, visit
+from tests.api.test_metrics_endpoint import scrape, value
 from tests.support import FakeClock, LiveServer, run_server
 
 ERRORS_RULE = '''
@@ -356,3 +359,48 @@ def test_two_servers_on_one_database_notify_once(
         assert sum(sum(engine.sent.values()) for engine in engines) == 2
         # Both evaluated all along (the lock only makes simultaneous ticks take turns).
         assert all(engine.ticks > 10 for engine in engines)
+
+
+def _frame_until(ws: Any, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """Read WebSocket frames until a metrics-update whose data satisfies ``predicate``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "no matching metrics-update"
+        frame: dict[str, Any] = json.loads(ws.recv(timeout=remaining))
+        if frame["event"] == "metrics-update" and predicate(frame["data"]):
+            return frame
+
+
+def test_firing_alerts_reach_the_dashboard_feed_and_metrics(
+    settings: Settings, clock: FakeClock, tmp_path: Path, receiver: Receiver
+) -> None:
+    """metrics-update and live-metrics carry the firing rules; /metrics has their state."""
+    path = rules_file(tmp_path / "alerts.toml", ERRORS_RULE, f"ops = {receiver.url}")
+    with run_server(with_alerts(settings, path), clock) as live, \
+            httpx.Client(base_url=live.base_url, timeout=10) as client, \
+            ws_client.connect(f"{live.ws_url}?token={live.token}") as ws:
+        first = _frame_until(ws, lambda data: True)
+        assert first["data"]["alerts"] == []
+        fail_payments(client, 6)
+        frame = _frame_until(ws, lambda data: bool(data["alerts"]))
+        assert frame["data"]["alerts"] == [{
+            "rule": "payment errors", "metric": "payment_errors", "value": 6.0,
+            "threshold": 5.0, "direction": "above", "windowSeconds": 300.0,
+            "since": "2026-11-24T12:00:00Z",
+        }]
+        assert client.get(f"{P}/live-metrics", headers=live.auth).json()["alerts"] == (
+            frame["data"]["alerts"])
+        receiver.wait_for(1)
+        samples, _families = scrape(live.base_url, live.auth)
+        assert value(samples, "nilemetrics_alert_firing", rule="payment errors") == 1
+        assert value(samples, "nilemetrics_alert_value", rule="payment errors") == 6
+        assert value(samples, "nilemetrics_alert_notifications_pending") == 0
+        assert value(samples, "nilemetrics_alert_notifications_sent_total", kind="firing") == 1
+        assert value(samples, "nilemetrics_alert_evaluations_total", outcome="ran") >= 1
+        clock.advance(301)
+        _frame_until(ws, lambda data: data["alerts"] == [])
+        receiver.wait_for(2)
+        samples, _families = scrape(live.base_url, live.auth)
+        assert value(samples, "nilemetrics_alert_firing", rule="payment errors") == 0
+        assert value(samples, "nilemetrics_alert_notifications_sent_total", kind="resolved") == 1

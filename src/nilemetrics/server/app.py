@@ -190,7 +190,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(ClientOverShare, _over_share)
     # After the error handlers (it counts their refusals), before the body middleware.
-    exporter = install_metrics(app, settings, API_PREFIX)
+    exporter = install_metrics(app, settings)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,

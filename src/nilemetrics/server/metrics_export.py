@@ -396,21 +396,19 @@ class RefusalMiddleware:
         await self.app(scope, receive, counting)
 
 
-def ingest_paths(app: FastAPI, prefix: str) -> frozenset[str]:
-    """Full paths of the ingestion routes (POST, tagged ``ingestion``)."""
-    return frozenset(
-        route.path for route in app.routes
-        if isinstance(route, APIRoute) and "ingestion" in route.tags
-        and route.path.startswith(prefix)
-    )
+def ingest_paths() -> frozenset[str]:
+    """Full paths of the ingestion routes (all POST)."""
+    from nilemetrics.server.routes import ingest
+
+    return frozenset(route.path for route in ingest.router.routes if isinstance(route, APIRoute))
 
 
-def install_metrics(app: FastAPI, settings: Settings, prefix: str) -> MetricsExporter | None:
+def install_metrics(app: FastAPI, settings: Settings) -> MetricsExporter | None:
     """Set up ``/metrics`` and its counters on ``app``; None if ``metrics_endpoint`` is off."""
     if not settings.metrics_endpoint:
         return None
     # Counters' "_created" series double the output and nobody here reads them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    exporter = MetricsExporter(settings, ingest_paths(app, prefix))
+    exporter = MetricsExporter(settings, ingest_paths())
     exporter.install(app)
     return exporter
