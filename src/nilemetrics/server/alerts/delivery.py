@@ -48,6 +48,9 @@ def send_apprise(url: str, message: Message) -> str | None:
 
 def warm_up() -> None:
     """Load Apprise's plugins now (about a second), not at the first notification."""
-    from apprise.manager_plugins import NotificationManager
+    try:
+        from apprise.manager_plugins import NotificationManager
 
-    NotificationManager().schemas()  # type: ignore[no-untyped-call]
+        NotificationManager().schemas()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # the first notification will load them (and say what fails)
+        logging.getLogger(__name__).debug("could not preload Apprise's plugins: %s", exc)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 
 from nilemetrics.config import Settings
 from nilemetrics.server.alerts.delivery import Sender, send_apprise, warm_up
-from nilemetrics.server.alerts.episodes import TickResult, evaluate
+from nilemetrics.server.alerts.episodes import TickResult, evaluate, rule_values
 from nilemetrics.server.alerts.outbox import Delivery, deliver_next
 from nilemetrics.server.alerts.rules import AlertsConfig, load_rules
 from nilemetrics.server.clock import Clock
@@ -102,10 +102,18 @@ class AlertEngine:
 
     def tick(self) -> TickResult:
         """One evaluation in its own write transaction (blocking)."""
+        now = self._clock.now()
+        values = None
+        if self._engine.dialect.name == "sqlite":
+            # Counted in a read transaction, which never holds up the writer (WAL);
+            # only the short state update takes SQLite's write lock. (PostgreSQL reads
+            # under the evaluation lock instead: there, reading blocks no writer.)
+            with self._engine.connect() as conn, conn.begin():
+                values = rule_values(conn, self.config, now, self._live_window)
         with self._engine.connect() as conn:
             write_options(conn)
             with conn.begin():
-                result = evaluate(conn, self.config, self._clock.now(), self._live_window)
+                result = evaluate(conn, self.config, now, self._live_window, values)
                 if result.changed and self._notify_channel and conn.dialect.name == "postgresql":
                     # Other processes' dashboards show firing alerts in their header.
                     conn.execute(text("SELECT pg_notify(:c, 'metrics')"),

@@ -106,10 +106,21 @@ class TickResult:
     values: dict[str, float | None] = field(default_factory=dict)
 
 
+def rule_values(conn: Connection, config: AlertsConfig, now: datetime,
+                live_window: float) -> dict[str, float | None]:
+    """Every rule's value at ``now`` (read only)."""
+    return {rule.name: metric_value(conn, rule, now, live_window) for rule in config.rules}
+
+
 def evaluate(
-    conn: Connection, config: AlertsConfig, now: datetime, live_window: float
+    conn: Connection, config: AlertsConfig, now: datetime, live_window: float,
+    values: dict[str, float | None] | None = None,
 ) -> TickResult:
-    """One evaluation tick in the caller's (write) transaction."""
+    """One evaluation tick in the caller's (write) transaction.
+
+    ``values``: the rules' values read just before (SQLite reads them outside the
+    write transaction, so the writer is never kept waiting while they are counted).
+    """
     if conn.dialect.name == "postgresql":
         got = conn.execute(
             text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": EVALUATION_LOCK_KEY}
@@ -127,7 +138,8 @@ def evaluate(
     for rule in config.rules:
         row = stored.get(rule.name)
         current = Episode.from_row(row) if row is not None else None
-        value = metric_value(conn, rule, now, live_window)
+        value = values[rule.name] if values is not None else metric_value(
+            conn, rule, now, live_window)
         result.values[rule.name] = value
         new, kind = step(rule, current, value, now)
         if kind == "firing":

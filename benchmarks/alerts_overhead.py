@@ -1,0 +1,199 @@
+"""Ingestion with alerts and /metrics on vs off: page-visit events/s, same run, same machine.
+
+The load of ``benchmarks.ingest`` (wrk, 64 connections, page visits over a pool of
+sessions) against ``nilemetrics serve``, alternately:
+
+- **off**: ``NILEMETRICS_METRICS_ENDPOINT=false`` (no counters, no /metrics) and no
+  alert rules: the server as it was before alerts existed;
+- **on**: five alert rules (every metric, page_visits included, at the default 5 s
+  evaluation interval) and a scraper reading ``GET /metrics`` every second
+  (Prometheus' default is 15 s or more).
+
+Each database gets off, on, off, on, ... (alternating, so that drift in the
+machine's load falls on both); each off/on pair gives a ratio, and the median
+pair ratio is the result (one burst of someone else's load spoils one pair, not
+the mean). Target: on within 3% of off.
+
+    python -m benchmarks.alerts_overhead [--duration 15] [--rounds 2] [--skip-pg]
+
+Needs ``wrk``. Prints a table and writes results/alerts_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from benchmarks.ingest import HERE, free_port, make_sessions, server, wrk
+
+RULES = """
+[[notify]]
+name = "ops"
+url = "json://127.0.0.1:{port}/hook"
+
+[[rule]]
+name = "payment errors"
+metric = "payment_errors"
+window = "5m"
+above = 5
+notify = ["ops"]
+
+[[rule]]
+name = "success rate"
+metric = "payment_success_rate"
+window = "15m"
+below = 0.8
+notify = ["ops"]
+
+[[rule]]
+name = "nobody live"
+metric = "live_sessions"
+below = 1
+for = "5m"
+notify = ["ops"]
+
+[[rule]]
+name = "shop down"
+metric = "page_visits"
+window = "5m"
+below = 1
+notify = ["ops"]
+
+[[rule]]
+name = "declines"
+metric = "error_code:card_declined"
+window = "5m"
+above = 10
+notify = ["ops"]
+"""
+
+
+@contextlib.contextmanager
+def scraping(base: str, token: str, every: float) -> Iterator[list[int]]:
+    """GET /metrics every ``every`` seconds in a thread for the block; yields the statuses."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
+            while not stop.wait(every):
+                statuses.append(http.get(f"{base}/metrics").status_code)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+def main() -> None:
+    """Alternate off/on runs per database; report the means and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=4, help="off/on pairs per database")
+    parser.add_argument("--scrape-every", type=float, default=1.0)
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="nm-bench-alerts-"))
+    rules = tmp / "alerts.toml"
+    rules.write_text(RULES.format(port=free_port()))
+    token = "bench-token"
+    env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
+           "NILEMETRICS_DASHBOARD_TOKEN": token}
+    py = sys.executable
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+
+    def measure(db: str, url: str, mode: str) -> None:
+        port = free_port()
+        extra = {"NILEMETRICS_DATABASE_URL": url}
+        cmd = [py, "-m", "nilemetrics", "serve", "--port", str(port), "--log-level", "warning"]
+        if mode == "on":
+            cmd += ["--alerts", str(rules)]
+        else:
+            extra["NILEMETRICS_METRICS_ENDPOINT"] = "false"
+        with server(cmd, port, {**env, **extra}) as base:
+            pool = tmp / f"{db}-{mode}-sessions.txt"
+            make_sessions(base, pool, args.sessions)
+            wrk_env = {**env, "NM_SESSIONS": str(pool)}
+            wrk(base, args.warmup, args.connections, 1, wrk_env)
+            scrape = scraping(base, token, args.scrape_every) if mode == "on" else None
+            with scrape or contextlib.nullcontext([]) as statuses:
+                result = wrk(base, args.duration, args.connections, 1, wrk_env)
+            if mode == "on":
+                assert statuses and set(statuses) == {200}, statuses
+                result["scrapes"] = float(len(statuses))
+                state = httpx.get(f"{base}/api/metrics/alerts",
+                                  headers={"Authorization": f"Bearer {token}"}).json()
+                assert [r["state"] for r in state["rules"]].count("unknown") == 0, state
+        results.setdefault(db, {}).setdefault(mode, []).append(result)
+        print(f"{db:>8} {mode:>3}: {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
+              f"p99 {result['p99_ms']:.2f} ms  non-2xx {result['non_2xx']:.0f}", flush=True)
+
+    def rounds(db: str, url: str) -> None:
+        for _ in range(args.rounds):
+            for mode in ("off", "on"):
+                measure(db, url, mode)
+
+    rounds("sqlite", f"sqlite:///{tmp / 'bench.db'}")
+    if not args.skip_pg:
+        name = f"nm_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.pg_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            rounds("postgres", f"{args.pg_url.rsplit('/', 1)[0]}/{name}")
+        finally:
+            with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    print("\n| database | off events/s (mean) | on events/s (mean) | on / off, per pair "
+          "| median |\n|---|---|---|---|---|")
+    summary: dict[str, dict[str, Any]] = {}
+    for db, modes in results.items():
+        off = statistics.mean(r["rps"] for r in modes["off"])
+        on = statistics.mean(r["rps"] for r in modes["on"])
+        pairs = [b["rps"] / a["rps"] for a, b in zip(modes["off"], modes["on"], strict=True)]
+        median = statistics.median(pairs)
+        summary[db] = {"off_rps": round(off), "on_rps": round(on),
+                       "pair_ratios": [round(p, 3) for p in pairs],
+                       "median_ratio": round(median, 3)}
+        print(f"| {db} | {off:.0f} | {on:.0f} | {', '.join(f'{p:.1%}' for p in pairs)} "
+              f"| {median:.1%} |")
+    record = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds,
+        "scrape_every_s": args.scrape_every, "evaluation_interval_s": 5.0,
+        "results": results, "summary": summary,
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "alerts_overhead.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
