@@ -128,3 +128,31 @@ def test_openmetrics_when_asked(server: LiveServer) -> None:
     names = {family.name for family in openmetrics_families(response.text)}
     assert {"nilemetrics_events", "nilemetrics_live_sessions",
             "nilemetrics_writer_commit_seconds"} <= names
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_database_down_shows_in_the_counters(settings: Settings) -> None:
+    """PostgreSQL unreachable: database errors and 503 refusals count, database_up is 0."""
+    from tests.support import TcpProxy
+
+    proxy = TcpProxy(5432)
+    proxy.start()
+    via_proxy = settings.database_url.replace(":5432/", f":{proxy.port}/")  # type: ignore[union-attr]
+    try:
+        with run_server(settings.model_copy(update={"database_url": via_proxy})) as live, \
+                httpx.Client(base_url=live.base_url, timeout=30) as http:
+            sid = start(http)
+            before, _families = scrape(live.base_url, live.auth)
+            assert value(before, "nilemetrics_database_up") == 1
+            proxy.stop()
+            down = http.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "a"})
+            assert down.status_code == 503
+            during, families = scrape(live.base_url, live.auth)  # still answers: 200
+    finally:
+        proxy.stop()
+    assert value(during, "nilemetrics_database_up") == 0
+    assert "nilemetrics_live_sessions" not in {key[0] for key in during}
+    assert value(during, "nilemetrics_database_errors_total") >= 1
+    assert value(during, "nilemetrics_events_refused_total", reason="unavailable") == 1
+    assert value(during, "nilemetrics_events_total", type="session-start") == 1
