@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from nilemetrics.server.alerts.delivery import Sender
 from nilemetrics.server.alerts.messages import Message, contacts_section
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between two attempts of one notification.
 MAX_BACKOFF = 300.0
+
+#: Tries to record a notification as sent (SQLite: each waits for the busy timeout).
+_MARK_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +145,19 @@ def deliver_next(
             return None
         url, message = _prepare(conn, row, config)
     error = send(url, message) if url is not None else None
-    with engine.connect() as conn:
-        write_options(conn)
-        with conn.begin():
-            return _mark(conn, row, error, url, now(), base, config)
+    # Sent but not yet marked: this is the window in which a failure means sending it
+    # again, so a busy database (another process's lock) gets a few more tries.
+    for attempt in range(_MARK_TRIES):
+        try:
+            with engine.connect() as conn:
+                write_options(conn)
+                with conn.begin():
+                    return _mark(conn, row, error, url, now(), base, config)
+        except OperationalError:
+            if attempt == _MARK_TRIES - 1:
+                raise
+            log.warning("could not mark alert notification #%d yet; trying again", row.id)
+    raise AssertionError("unreachable")
 
 
 def pending_count(conn: Connection) -> int:
