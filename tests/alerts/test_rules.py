@@ -238,3 +238,28 @@ def test_below_and_no_value() -> None:
     assert _run(rule, [(0, 0.9), (5, 0.5), (10, None), (15, 0.5)]) == [
         ("ok", None), ("firing", "firing"), ("ok", "resolved"), ("firing", "firing"),
     ]
+
+
+def test_page_visits_are_counted_up_to_a_cap(tmp_path: Path) -> None:
+    """page_visits stops counting at its cap (twice the threshold, at least 10,000)."""
+    from sqlalchemy import insert
+
+    from nilemetrics.server.alerts.values import page_visits, visits_cap
+    from nilemetrics.server.db import make_engine, migrate
+    from nilemetrics.server.tables import visits_t
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(visits_t), [
+            {"session_id": f"s{i}", "page_type": page, "entered_at": T0 - timedelta(seconds=s),
+             "is_active": False}
+            for i, (page, s) in enumerate([("homepage", 10), ("offer", 20), ("cart", 30),
+                                           ("cart", 40), ("homepage", 900)])])
+    with engine.connect() as conn:
+        since = T0 - timedelta(minutes=5)
+        assert page_visits(conn, since) == 4  # every page type, the old visit left out
+        assert page_visits(conn, since, cap=2) == 2
+        assert page_visits(conn, T0 - timedelta(hours=1), cap=100) == 5
+    engine.dispose()
+    assert (visits_cap(1), visits_cap(8000)) == (10_000, 16_001)
