@@ -145,6 +145,19 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"
     """Proxies whose X-Forwarded-For is trusted for the client IP (uvicorn's setting)."""
 
+    alerts: Path | None = None
+    """TOML file of alert rules the server evaluates and notifies about (none: no alerts)."""
+
+    alerts_interval: float = Field(default=5.0, gt=0, le=5)
+    """Seconds between two evaluations of the alert rules (at most 5); also the first retry
+    delay of a notification that could not be delivered (doubling up to 5 minutes)."""
+
+    metrics_endpoint: bool = True
+    """Serve ``GET /metrics`` (Prometheus) and keep its per-process counters."""
+
+    metrics_public: bool = False
+    """Serve ``GET /metrics`` without the dashboard token (for a scraper on a private network)."""
+
     @field_validator("dashboard_token", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -153,7 +166,7 @@ class Settings(BaseSettings):
     @field_validator(
         "live_window", "session_timeout", "cleanup_interval", "push_interval",
         "refresh_interval", "sqlite_busy_timeout", "write_timeout", "http_request_timeout",
-        "http_keep_alive_timeout", mode="before",
+        "http_keep_alive_timeout", "alerts_interval", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> object:

@@ -469,3 +469,45 @@ async def test_light_theme_toggle(make_app: MakeApp, feed: RecordedFeed) -> None
         assert app.theme == "textual-light"
         await pilot.press("t")
         assert app.theme == "textual-dark"
+
+
+FIRING = [{"rule": "payment errors", "metric": "payment_errors", "value": 7.0,
+           "threshold": 5.0, "direction": "above", "windowSeconds": 300.0,
+           "since": "2026-11-24T11:58:00Z"}]
+
+
+async def test_header_shows_firing_alerts_and_hides_them_when_resolved(
+    make_app: MakeApp, feed: RecordedFeed
+) -> None:
+    """A metrics-update with firing alerts puts them in the header; without, they go."""
+    app = make_app(feed)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: shown_count(app, "homepage") == "12")
+        bar = app.query_one(StatusBar)
+        assert not bar.has_class("-alerting") and "⚠" not in screen_text(app)
+        feed.push(metrics_frame(alerts=FIRING))
+        await wait_until(pilot, lambda: bar.has_class("-alerting"))
+        assert "⚠ payment errors: 7 > 5" in screen_text(app)
+        assert bar.query_one("#alerts-badge").tooltip == (
+            "payment errors: payment_errors 7 > 5 since 11:58:00 UTC")
+        rate = {"rule": "conversion", "metric": "payment_success_rate", "value": 0.5,
+                "threshold": 0.8, "direction": "below"}
+        feed.push(metrics_frame(alerts=[*FIRING, rate]))
+        await wait_until(pilot, lambda: "⚠ 2 alerts: payment errors, conversion"
+                         in screen_text(app))
+        assert bar.alerts[1].condition_text == "50% < 80%"
+        feed.push(metrics_frame(alerts=[]))
+        await wait_until(pilot, lambda: not bar.has_class("-alerting"))
+        assert "⚠" not in screen_text(app)
+
+
+async def test_a_server_without_alerts_is_shown_as_before(
+    make_app: MakeApp, feed: RecordedFeed
+) -> None:
+    """No ``alerts`` field (an older server) or an odd one: no badge, no complaint."""
+    app = make_app(feed)
+    async with app.run_test(size=(160, 48)) as pilot:
+        feed.push(metrics_frame(homepage=30, alerts="nonsense"))
+        await wait_until(pilot, lambda: shown_count(app, "homepage") == "30")
+        assert app.query_one(StatusBar).alerts == ()
+        assert "⚠" not in screen_text(app) and notices(app) == []

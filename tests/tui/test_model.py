@@ -305,3 +305,21 @@ def test_metrics_values_the_contract_refuses_become_defaults() -> None:
     assert Metrics.from_data({"lastUpdated": "soon"}).last_updated is None
     assert Metrics.from_data({}).last_updated is None
     assert Metrics.from_data({"lastUpdated": "2026-11-24T12:00:00Z"}).last_updated == T0
+
+
+def test_alerts_are_parsed_leniently() -> None:
+    """``alerts`` items become FiringAlerts; a missing field, odd items or no rule are skipped."""
+    from nilemetrics.tui.model import FiringAlert, Metrics
+
+    assert Metrics.from_data({}).alerts == ()
+    assert Metrics.from_data({"alerts": None}).alerts == ()
+    parsed = Metrics.from_data({"alerts": [
+        {"rule": "payment errors", "metric": "payment_errors", "value": 7, "threshold": 5,
+         "direction": "above", "since": "2026-11-24T11:58:00Z"},
+        {"rule": ""}, "junk", {"rule": "odd", "value": "seven", "threshold": True},
+    ]}).alerts
+    assert [alert.rule for alert in parsed] == ["payment errors", "odd"]
+    assert parsed[0].condition_text == "7 > 5"
+    assert parsed[0].since is not None and parsed[0].since.hour == 11
+    assert parsed[1] == FiringAlert(rule="odd")
+    assert parsed[1].condition_text == ""

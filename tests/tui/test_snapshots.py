@@ -84,6 +84,22 @@ def test_alert_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+def test_firing_alert_header_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
+    """A firing alert rule at 80x24: the header names it in red."""
+    feed = _feed()
+    feed.push(metrics_frame(alerts=[{
+        "rule": "payment errors", "metric": "payment_errors", "value": 7.0, "threshold": 5.0,
+        "direction": "above", "windowSeconds": 300.0, "since": "2026-11-24T11:58:00Z"}]))
+    app = make_app(feed)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _ready(app)(pilot)
+        await wait_until(pilot, lambda: bool(app.metrics.alerts))
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
 def test_demo_paused_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
     """The demo at 120x40, paused: the shop's address line and the paused marks."""
     app = make_app(_feed(), shop_url="http://127.0.0.1:8001")

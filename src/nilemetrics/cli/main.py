@@ -8,6 +8,7 @@ import sys
 import typer
 
 from nilemetrics import __version__
+from nilemetrics.cli.alerts import app as alerts_app
 from nilemetrics.cli.cleanup import cleanup
 from nilemetrics.cli.demo import demo
 from nilemetrics.cli.export import export
@@ -36,6 +37,7 @@ app.command("export")(export)
 app.command("report")(report)
 app.command("simulate")(simulate_command)
 app.command("demo")(demo)
+app.add_typer(alerts_app, name="alerts")
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ import copy
 import errno
 import logging.config
 import socket
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -90,6 +91,23 @@ def serve(
         typer.Option(help="Server processes on the port; above 1 needs PostgreSQL "
                      "(env NILEMETRICS_WORKERS) [1].", show_default=False),
     ] = None,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts",
+            help="TOML file of alert rules to evaluate and notify about (env "
+            "NILEMETRICS_ALERTS). Check one with: nilemetrics alerts check FILE.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_public: Annotated[
+        bool | None,
+        typer.Option(
+            "--metrics-public/--metrics-token",
+            help="Serve GET /metrics without the dashboard token [token].",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="Log level: critical, error, warning, info, debug or trace.")
     ] = "info",
@@ -108,6 +126,8 @@ def serve(
         ip_storage=ip_storage,
         honour_privacy_signals=honour_privacy_signals,
         workers=workers,
+        alerts=alerts,
+        metrics_public=metrics_public,
     )
     if log_level.lower() not in uvicorn.config.LOG_LEVELS:
         fail(f"--log-level: unknown level {log_level!r}; use one of "
@@ -116,6 +136,13 @@ def serve(
     if settings.workers > 1 and url.startswith("sqlite"):
         fail(f"--workers {settings.workers} needs PostgreSQL: SQLite allows one writing "
              "process; pass --database-url postgresql+psycopg://USER@HOST/DB or use --workers 1")
+    if settings.alerts is not None:
+        from nilemetrics.server.alerts.rules import AlertsFileError, load_rules
+
+        try:
+            load_rules(settings.alerts)
+        except AlertsFileError as exc:
+            fail(str(exc))
     # Before migrating or printing "serving on": a taken port is the commonest failure.
     _check_port(host, port)
     try:

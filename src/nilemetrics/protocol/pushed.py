@@ -9,7 +9,7 @@ the server always sends them all.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,24 @@ class Pushed(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True, json_schema_serialization_defaults_required=True
     )
+
+
+class FiringAlert(Pushed):
+    """An alert rule firing now (``serve --alerts``)."""
+
+    rule: str = ""
+    metric: str = ""
+    value: Annotated[float, Field(strict=True)] | None = Field(
+        default=None, description="The metric at the rule's last evaluation."
+    )
+    threshold: Annotated[float, Field(strict=True)] | None = None
+    direction: Literal["above", "below"] = "above"
+    window_seconds: float | None = Field(
+        default=None,
+        alias="windowSeconds",
+        description="The rule's window; null for live_sessions (now).",
+    )
+    since: datetime | None = Field(default=None, description="When the rule started firing.")
 
 
 class LiveMetrics(Pushed):
@@ -85,6 +103,10 @@ class LiveMetrics(Pushed):
         description="Funnel step 4: of those, sessions whose checkout was paid.",
     )
     live_window_seconds: float = Field(default=0.0, alias="liveWindowSeconds")
+    alerts: list[FiringAlert] = Field(
+        default_factory=list,
+        description="Alert rules firing now, longest first (empty without serve --alerts).",
+    )
     last_updated: datetime | None = Field(default=None, alias="lastUpdated")
 
 

@@ -21,6 +21,7 @@ from nilemetrics import __version__
 from nilemetrics.config import Settings, ensure_dashboard_tokens
 from nilemetrics.protocol.names import API_PREFIX, SOCKETIO_PATH
 from nilemetrics.protocol.pushed import LiveMetrics
+from nilemetrics.server.alerts.engine import alert_engine_for
 from nilemetrics.server.clock import Clock, SystemClock
 from nilemetrics.server.db import (
     DatabaseUnavailable,
@@ -34,10 +35,12 @@ from nilemetrics.server.ingestion.events import BatchOutcome
 from nilemetrics.server.ingestion.fair_queue import client_of
 from nilemetrics.server.ingestion.writer import GroupCommitWriter
 from nilemetrics.server.leader import Leadership
+from nilemetrics.server.metrics_export import install_metrics
 from nilemetrics.server.middleware import ConnectionAbortMiddleware, IngestBodyMiddleware
 from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
+from nilemetrics.server.routes import alerts as alert_routes
 from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
 from nilemetrics.server.services.cleanup import cleanup_loop
 from nilemetrics.server.services.live_numbers import LiveNumbers
@@ -106,8 +109,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             reader=reader,
         )
         app.state.nm = state
+        # Before anything starts: a bad rules file stops the server here.
+        alerts = await asyncio.to_thread(alert_engine_for, settings, engine, clock, hub.mark_dirty)
+        app.state.alerts = alerts
         await writer.start()
         hub.start()
+        if alerts is not None:
+            await alerts.start()
+        if exporter is not None:
+            exporter.bind(state, alerts)
         tasks = [
             asyncio.create_task(leader.run(), name="nm-leader"),
             asyncio.create_task(cleanup_loop(state, outage, leader), name="nm-cleanup"),
@@ -134,6 +144,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if alerts is not None:
+                await alerts.stop()
             await socket_io.close()
             await hub.stop()
             await writer.stop()
@@ -155,6 +167,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(subjects.router)
     app.include_router(tracker.router)
+    app.include_router(alert_routes.router)
 
     def client_full(scope: Scope) -> bool:
         state: ServerState | None = getattr(app.state, "nm", None)
@@ -174,6 +187,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(EventRejected, _rejected)
     app.add_exception_handler(StorageFull, _storage_full)
     app.add_exception_handler(ClientOverShare, _over_share)
+    # After the error handlers (it counts their refusals), before the body middleware.
+    exporter = install_metrics(app, settings)
     app.add_middleware(
         IngestBodyMiddleware,
         prefix=API_PREFIX,
@@ -183,6 +198,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         busy=client_full,
         busy_paths=[route.path for route in ingest.router.routes if isinstance(route, APIRoute)],
         busy_detail=OVER_SHARE,
+        refused=exporter.refused if exporter is not None else None,
     )
     app.add_middleware(ConnectionAbortMiddleware)
     # Outermost, so that error answers carry CORS headers the browser can read.

@@ -21,6 +21,7 @@ from nilemetrics.protocol.pushed import (
     PageSessionsOut,
     PaymentErrorRow,
 )
+from nilemetrics.server.alerts.episodes import firing_alerts
 from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
@@ -184,6 +185,7 @@ def snapshot(conn: Connection, now: datetime, live_window: float) -> LiveMetrics
     body = live_counts(conn, now, live_window)
     body.update(hour_figures(conn, now))
     body["liveWindowSeconds"] = live_window
+    body["alerts"] = firing_alerts(conn)
     body["lastUpdated"] = now
     return LiveMetrics.model_validate(body)
 

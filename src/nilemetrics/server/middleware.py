@@ -55,6 +55,7 @@ class IngestBodyMiddleware:
         busy: Callable[[Scope], bool] | None = None,
         busy_paths: Collection[str] = (),
         busy_detail: str = "",
+        refused: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.prefix = prefix
@@ -68,6 +69,8 @@ class IngestBodyMiddleware:
         self.busy = busy
         self.busy_paths = frozenset(busy_paths)
         self.busy_body = json.dumps({"detail": busy_detail}).encode()
+        #: Told of each request refused here (413, 429), with its reason (metrics).
+        self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -158,6 +161,8 @@ class IngestBodyMiddleware:
         await self.app(scope, replay, send)
 
     async def _busy(self, send: Send) -> None:
+        if self.refused is not None:
+            self.refused("client_over_share")
         # The unread body is skipped by the server; the connection stays usable.
         await send(
             {
@@ -173,6 +178,8 @@ class IngestBodyMiddleware:
         await send({"type": "http.response.body", "body": self.busy_body})
 
     async def _reject(self, send: Send) -> None:
+        if self.refused is not None:
+            self.refused("too_large")
         payload = json.dumps(
             {"detail": f"request body too large: the limit is {self.max_bytes} bytes"}
         ).encode()

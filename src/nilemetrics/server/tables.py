@@ -202,6 +202,69 @@ class AuditLog(SQLModel, table=True):
     performed_at: datetime = _utc(nullable=False)
 
 
+class AlertState(SQLModel, table=True):
+    """Where each alert rule stands (ok, pending, firing) and since when; one row per rule.
+
+    Shared by every `serve` process on the database: one of them evaluates per tick.
+    """
+
+    __tablename__ = "alert_state"
+
+    id: int | None = _id()
+    rule: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    metric: str = Field(max_length=300)
+    direction: str = Field(max_length=8)
+    threshold: float
+    window_seconds: float | None = None
+    state: str = Field(max_length=16)
+    since: datetime = _utc(nullable=False)
+    pending_since: datetime | None = _utc()
+    value: float | None = None
+    episode: int = 0
+    last_notified_at: datetime | None = _utc()
+    evaluated_at: datetime = _utc(nullable=False)
+
+
+class AlertOutbox(SQLModel, table=True):
+    """One notification to one notifier URL, written with the state change that caused it.
+
+    ``status``: pending until sent (or dropped when its notifier is gone); retried with
+    backoff meanwhile. Contact data is never stored here: ``contact_error_ids`` name the
+    payment errors whose contacts are looked up when sending (an erased person's are gone).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        # The delivery loop looks only at pending rows, oldest first per notifier URL.
+        Index(
+            "ix_alert_outbox_pending",
+            "notifier",
+            "target",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = _id()
+    dedupe_key: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    rule: str = Field(max_length=255)
+    kind: str = Field(max_length=16)
+    episode: int
+    notifier: str = Field(max_length=255)
+    target: int = 0
+    title: str = Field(max_length=512)
+    body: str = Field(max_length=8192)
+    notify_type: str = Field(max_length=16)
+    contact_error_ids: list[Any] | None = Field(default=None, sa_column=Column(JSONType()))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=1024)
+    created_at: datetime = _utc(nullable=False)
+    next_attempt_at: datetime = _utc(nullable=False)
+    sent_at: datetime | None = _utc()
+
+
 def table(model: type[SQLModel]) -> Table:
     """The Core table behind a model, typed for mypy."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -217,4 +280,6 @@ errors_t = table(PaymentError)
 live_metrics_t = table(LiveMetric)
 events_t = table(Event)
 audit_t = table(AuditLog)
+alert_state_t = table(AlertState)
+alert_outbox_t = table(AlertOutbox)
 metadata = SQLModel.metadata

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from nilemetrics.protocol.lenient import lenient
+from nilemetrics.protocol.pushed import FiringAlert as ProtocolFiringAlert
 from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
 from nilemetrics.tui.useragent import describe_user_agent
 
@@ -47,10 +48,38 @@ OWN_PANEL_PAGES = frozenset({"homepage", "category", "offer", "checkout", "payme
                              "payment_error"})
 
 
+class FiringAlert(ProtocolFiringAlert):
+    """An alert rule the server says is firing (``alerts`` of a ``metrics-update``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @property
+    def condition_text(self) -> str:
+        """``7 > 5``, ``50% < 80%`` (success rates as percentages), or empty if unknown."""
+        if self.value is None or self.threshold is None:
+            return ""
+        sign = {"above": ">", "below": "<"}.get(self.direction, "vs")
+        if self.metric == "payment_success_rate":
+            return f"{self.value * 100:.0f}% {sign} {self.threshold * 100:.0f}%"
+        return f"{self.value:g} {sign} {self.threshold:g}"
+
+
 class Metrics(LiveMetrics):
     """One ``metrics-update`` body, as the dashboard reads it."""
 
     model_config = ConfigDict(frozen=True)
+
+    alerts: tuple[FiringAlert, ...] = ()  # type: ignore[assignment]
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _named_alerts(cls, value: Any) -> tuple[FiringAlert, ...]:
+        # Each alert on its own: an odd item is skipped, not the whole list (a server
+        # without alerts sends none).
+        if not isinstance(value, list | tuple):
+            return ()
+        parsed = (lenient(FiringAlert, item) for item in value if isinstance(item, dict))
+        return tuple(alert for alert in parsed if alert.rule)
 
     @property
     def other_pages(self) -> dict[str, int]:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count as counter
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -75,6 +75,17 @@ from nilemetrics.server.ingestion.writer_process import WriterProcess
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class BatchObserver(Protocol):
+    """Told of every batch the writer committed or failed (the /metrics counters)."""
+
+    def committed(self, events: list[TrackedEvent], outcome: BatchOutcome,
+                  seconds: float) -> None:
+        """A batch was committed ``seconds`` after it was handed to the database."""
+
+    def failed(self, exc: BaseException) -> None:
+        """A batch failed (it is then answered, or retried request by request)."""
 
 #: Most events of a turn that may share a batch with other clients' turns. Bigger
 #: turns (a client with big requests or many queued) are written in batches of
@@ -150,6 +161,8 @@ class GroupCommitWriter:
         self._wal = WalKeeper(engine)
         self._seq = 0
         self._in_flight: list[_Group] = []
+        #: Told of each batch (metrics); set after construction, None: nobody listens.
+        self.observer: BatchObserver | None = None
 
     async def start(self) -> None:
         """Start the writer process (if any) and the writer loop on the running loop."""
@@ -171,6 +184,11 @@ class GroupCommitWriter:
             await asyncio.to_thread(self._process.close)
         self._executor.shutdown(wait=True)
         self._gate.close()
+
+    @property
+    def queue_depth(self) -> int:
+        """Events (and jobs) waiting for the writer."""
+        return self._queued
 
     @property
     def _queued(self) -> int:
@@ -329,6 +347,7 @@ class GroupCommitWriter:
         for group in batch:
             group.seq = seq
         self._in_flight = batch
+        started = loop.time()
         try:
             if self._process is not None:
                 outcome = await self._process.apply(loop, events, seq)
@@ -337,6 +356,8 @@ class GroupCommitWriter:
         except Abandoned:
             return  # its requests were answered when it was abandoned
         except Exception as exc:
+            if self.observer is not None:
+                self.observer.failed(exc)
             await self._failed(loop, batch, exc)
             return
         finally:
@@ -351,6 +372,8 @@ class GroupCommitWriter:
             start = end
         try:
             self._on_commit(outcome)
+            if self.observer is not None:
+                self.observer.committed(events, outcome, loop.time() - started)
         except Exception:  # a push problem must never fail ingestion
             log.exception("on_commit callback failed")
 

@@ -227,6 +227,7 @@ class LiveScreen(Screen[None]):
         self._funnel.metrics = m
         self._payments.metrics = m
         self._status.live_sessions = m.live_sessions
+        self._status.alerts = m.alerts
         self._show_time()
         self._update_table_titles()
         self._show_histories()

@@ -1,4 +1,4 @@
-"""The header: server, connection state, live count, data age, clock, stale and paused marks."""
+"""The header: server, connection state, live count, firing alerts, data age, clock, marks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
+
+from nilemetrics.tui.model import FiringAlert
 
 #: Connection states (CSS classes ``-<state>`` on the state label).
 STATES = ("connecting", "connected", "reconnecting", "unreachable", "refused", "ended")
@@ -22,6 +24,7 @@ class StatusBar(Horizontal):
     live_sessions: reactive[int | None] = reactive(None)
     stale: reactive[bool] = reactive(False)
     paused: reactive[bool] = reactive(False)
+    alerts: reactive[tuple[FiringAlert, ...]] = reactive(())
 
     def compose(self) -> ComposeResult:
         """Labels left to right; the address shrinks first on a narrow terminal."""
@@ -29,6 +32,7 @@ class StatusBar(Horizontal):
         yield Label("", id="address")
         yield Label("", id="conn-state")
         yield Label("", id="live")
+        yield Label("", id="alerts-badge")
         yield Label("", id="updated")
         yield Label("STALE", id="stale-badge")
         yield Label("PAUSED · p resumes", id="paused-badge")
@@ -47,6 +51,7 @@ class StatusBar(Horizontal):
         self.watch_live_sessions(self.live_sessions)
         self.watch_stale(self.stale)
         self.watch_paused(self.paused)
+        self.watch_alerts(self.alerts)
 
     def state_text(self) -> str:
         """The connection state as shown, e.g. ``reconnecting in 4s``."""
@@ -107,3 +112,26 @@ class StatusBar(Horizontal):
     def watch_paused(self, paused: bool) -> None:
         """Show or hide the paused marker."""
         self.set_class(paused, "-paused")
+
+    def alerts_text(self) -> str:
+        """The firing alerts as the header shows them: ``⚠ payment errors: 7 > 5``."""
+        if not self.alerts:
+            return ""
+        if len(self.alerts) == 1:
+            alert = self.alerts[0]
+            condition = f": {alert.condition_text}" if alert.condition_text else ""
+            return f"⚠ {alert.rule}{condition}"
+        return f"⚠ {len(self.alerts)} alerts: {', '.join(a.rule for a in self.alerts)}"
+
+    def watch_alerts(self, alerts: tuple[FiringAlert, ...]) -> None:
+        """Show the server's firing alert rules (hidden when none fires)."""
+        self.set_class(bool(alerts), "-alerting")
+        if not self._ready:
+            return
+        badge = self.query_one("#alerts-badge", Label)
+        badge.update(self.alerts_text())
+        badge.tooltip = "\n".join(
+            f"{a.rule}: {a.metric} {a.condition_text}".rstrip()
+            + (f" since {a.since:%H:%M:%S} UTC" if a.since else "")
+            for a in alerts
+        ) or None
