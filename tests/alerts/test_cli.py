@@ -166,7 +166,6 @@ def _serve(port: int, path: Path, database_url: str) -> subprocess.Popen[str]:
             time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_a_killed_server_neither_loses_nor_doubles_a_notification(
     database_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
