@@ -33,8 +33,9 @@ from nilemetrics.server.alerts.values import (
 from nilemetrics.server.tables import alert_outbox_t, alert_state_t
 
 #: Key of the advisory lock one evaluation tick holds (PostgreSQL), distinct from the
-#: migration lock (7_305_441_862) and the live-metrics snapshot lock (7_305_441_863).
-EVALUATION_LOCK_KEY = 7_305_441_864
+#: migration (…862), snapshot (…863) and leadership (…864) locks: sharing the
+#: leader's key made every tick skip while a leader held it.
+EVALUATION_LOCK_KEY = 7_305_441_865
 
 #: Sent and dropped notifications are kept this long (for ``alerts list`` and audits).
 OUTBOX_KEEP = timedelta(days=30)
