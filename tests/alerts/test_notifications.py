@@ -372,6 +372,20 @@ def _frame_until(ws: Any, predicate: Any, timeout: float = 10.0) -> dict[str, An
             return frame
 
 
+def _scrape_once_delivered(live: LiveServer, kind: str) -> Any:
+    """Scrape /metrics until the ``kind`` notification is counted as sent."""
+    seen: list[Any] = []
+
+    def delivered() -> bool:
+        samples, _families = scrape(live.base_url, live.auth)
+        seen[:] = [samples]
+        key = ("nilemetrics_alert_notifications_sent_total", (("kind", kind),))
+        return bool(samples.get(key))
+
+    wait_until(delivered, describe=lambda: f"no {kind} notification counted as sent")
+    return seen[0]
+
+
 def test_firing_alerts_reach_the_dashboard_feed_and_metrics(
     settings: Settings, clock: FakeClock, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -392,7 +406,8 @@ def test_firing_alerts_reach_the_dashboard_feed_and_metrics(
         assert client.get(f"{P}/live-metrics", headers=live.auth).json()["alerts"] == (
             frame["data"]["alerts"])
         receiver.wait_for(1)
-        samples, _families = scrape(live.base_url, live.auth)
+        # The receiver has the POST before the server marks the outbox row sent.
+        samples = _scrape_once_delivered(live, "firing")
         assert value(samples, "nilemetrics_alert_firing", rule="payment errors") == 1
         assert value(samples, "nilemetrics_alert_value", rule="payment errors") == 6
         assert value(samples, "nilemetrics_alert_notifications_pending") == 0
@@ -401,6 +416,6 @@ def test_firing_alerts_reach_the_dashboard_feed_and_metrics(
         clock.advance(301)
         _frame_until(ws, lambda data: data["alerts"] == [])
         receiver.wait_for(2)
-        samples, _families = scrape(live.base_url, live.auth)
+        samples = _scrape_once_delivered(live, "resolved")
         assert value(samples, "nilemetrics_alert_firing", rule="payment errors") == 0
         assert value(samples, "nilemetrics_alert_notifications_sent_total", kind="resolved") == 1
