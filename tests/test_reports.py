@@ -113,6 +113,7 @@ def test_report_of_the_seeded_history_has_the_hand_computed_figures(database_url
             "checkouts": 3, "checkoutsWithOutcome": 3, "paid": 2, "successRate": 0.6667,
             "paymentAttempts": 5, "attemptSuccessRate": 0.4,
         },
+        "customEvents": [],
     }
 
 

@@ -31,6 +31,7 @@ def minimal_bodies(sid: str) -> dict[EventType, dict[str, Any]]:
         EventType.PAYMENT_ERROR: {"sessionId": sid, "errorCode": "card_declined"},
         EventType.PAYMENT_SUCCESS: {"sessionId": sid},
         EventType.SESSION_END: {"sessionId": sid},
+        EventType.EVENT: {"sessionId": sid, "name": "add_to_cart"},
     }
 
 

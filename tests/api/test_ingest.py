@@ -250,7 +250,7 @@ def test_batch_endpoint_rejects_whole_request_on_one_bad_item(
     assert body["errors"][1] == {
         "field": "events[2].type",
         "message": "must be one of session-start, session-heartbeat, page-visit, checkout-start, "
-        "payment-start, payment-error, payment-success, session-end",
+        "payment-start, payment-error, payment-success, session-end, event",
     }
     assert body["detail"].startswith("events[1].pageType: must be a slug")
     assert all(n == 0 for n in row_counts(db).values())

@@ -109,10 +109,11 @@ def test_openapi_declares_every_error_and_uuid_session_ids(client: httpx.Client)
         (path, op) for path, ops in spec["paths"].items() for op in ops.values()
         if "ingestion" in op.get("tags", [])
     ]
-    assert len(ingestion) == 9
+    assert len(ingestion) == 10  # the event types and the batch endpoint
     for path, op in ingestion:
         assert {"200", "400", "413", "422", "429", "503"} == set(op["responses"]), path
-    for model in ("SessionEventIn", "PageVisitIn", "CheckoutStartIn", "PaymentErrorIn"):
+    for model in ("SessionEventIn", "PageVisitIn", "CheckoutStartIn", "PaymentErrorIn",
+                  "CustomEventIn"):
         session_id = schemas[model]["properties"]["sessionId"]
         assert (session_id["type"], session_id["format"]) == ("string", "uuid"), model
     [optional, _null] = schemas["SessionStartIn"]["properties"]["sessionId"]["anyOf"]

@@ -96,6 +96,7 @@ def metrics_frame(at: datetime = T0, **overrides: Any) -> Frame:
         "checkoutSessionsLastHour": 19,
         "paymentSessionsLastHour": 16,
         "paidSessionsLastHour": 14,
+        "customEvents": {"add_to_cart": 9, "newsletter_signup": 2, "experiment": 1},
         "liveWindowSeconds": 90.0,
         "lastUpdated": iso(at),
     }

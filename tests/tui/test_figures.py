@@ -17,7 +17,9 @@ from nilemetrics.tui.panels import PANELS
 from nilemetrics.tui.screens.help import HelpScreen
 from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
+from nilemetrics.tui.widgets.custom_events import CustomEvents
 from nilemetrics.tui.widgets.error_table import ErrorTable
+from nilemetrics.tui.widgets.ranked_list import RankedList
 from nilemetrics.tui.widgets.top_codes import TopCodes
 from tests.tui.recorded import (
     T0,
@@ -337,3 +339,31 @@ async def test_page_sessions_say_why_they_are_missing(make_app: MakeApp,
         app.query_one("#checkout").focus()
         await pilot.press("enter")
         await wait_until(pilot, lambda: "older version" in screen_text(app))
+
+
+async def test_custom_events_panel_lists_names_most_first(make_app: MakeApp) -> None:
+    """The events panel shows each name of customEvents with its count, most first."""
+    frames = [Connected(),
+              metrics_frame(customEvents={"add_to_cart": 12, "signup": 3}),
+              errors_frame([])]
+    app = make_app(RecordedFeed(frames))
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = app.query_one(CustomEvents)
+        await wait_until(pilot, lambda: panel.items == (("add_to_cart", 12), ("signup", 3)))
+        await pilot.pause(0.05)
+        text = screen_text(app)
+        assert "Events, last 5 min" in text
+        assert re.search(r"add_to_cart\s+12", text)
+        assert re.search(r"signup\s+3", text)
+        assert panel.border_subtitle == "15 in all"
+
+
+async def test_custom_events_panel_without_events_says_none(make_app: MakeApp) -> None:
+    """A server with no custom events in the window: the panel says none."""
+    app = make_app(RecordedFeed([Connected(), metrics_frame(customEvents={}), errors_frame([])]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = app.query_one(CustomEvents)
+        await wait_until(pilot, lambda: panel.query_one(RankedList).known)
+        await pilot.pause(0.05)
+        assert panel.items == ()
+        assert panel.query_one(RankedList).render().plain == "none"

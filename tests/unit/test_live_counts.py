@@ -158,6 +158,7 @@ def test_the_snapshot_has_the_live_counts_and_the_hours_payment_figures(engine: 
         "paymentFailuresLastHour": 1, "paymentSuccessRate": 0.5,
         "sessionsLastHour": 3, "checkoutSessionsLastHour": 2, "paymentSessionsLastHour": 2,
         "paidSessionsLastHour": 1,
+        "customEvents": {},
         "liveWindowSeconds": 90.0, "alerts": [], "lastUpdated": "2025-03-01T12:00:00Z",
     }
 

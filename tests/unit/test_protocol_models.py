@@ -156,7 +156,7 @@ def test_every_event_type_has_one_registry_entry() -> None:
     assert list(EVENTS) == [
         EventType.PAGE_VISIT, EventType.SESSION_HEARTBEAT, EventType.SESSION_START,
         EventType.SESSION_END, EventType.CHECKOUT_START, EventType.PAYMENT_START,
-        EventType.PAYMENT_ERROR, EventType.PAYMENT_SUCCESS,
+        EventType.PAYMENT_ERROR, EventType.PAYMENT_SUCCESS, EventType.EVENT,
     ]
     assert set(EVENTS) == set(EventType)
     assert all(spec.kind == kind for kind, spec in EVENTS.items())

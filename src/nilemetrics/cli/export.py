@@ -17,7 +17,7 @@ from typing import IO, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import Column, Connection, Engine, Table, func, select
+from sqlalchemy import Column, ColumnElement, Connection, Engine, Table, func, select
 
 from nilemetrics.cli.options import (
     DatabaseUrlOption,
@@ -46,6 +46,7 @@ class What(StrEnum):
     CHECKOUTS = "checkouts"
     PAYMENT_ERRORS = "payment-errors"
     EVENTS = "events"
+    CUSTOM_EVENTS = "custom-events"
 
 
 class Format(StrEnum):
@@ -62,6 +63,7 @@ _SOURCES: dict[What, tuple[Table, str]] = {
     What.CHECKOUTS: (checkouts_t, "started_at"),
     What.PAYMENT_ERRORS: (errors_t, "occurred_at"),
     What.EVENTS: (events_t, "occurred_at"),
+    What.CUSTOM_EVENTS: (events_t, "occurred_at"),
 }
 
 
@@ -91,6 +93,7 @@ def stream_rows(
     time_column: Column[Any],
     since: datetime | None,
     until: datetime | None,
+    only: ColumnElement[bool] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """The table's rows in id order, fetched a batch at a time (server-side cursor)."""
     stmt = select(table).order_by(table.c.id)
@@ -98,6 +101,8 @@ def stream_rows(
         stmt = stmt.where(time_column >= since)
     if until is not None:
         stmt = stmt.where(time_column < until)
+    if only is not None:
+        stmt = stmt.where(only)
     result = conn.execution_options(yield_per=FETCH_ROWS).execute(stmt)
     for row in result:
         yield tuple(row)
@@ -109,6 +114,7 @@ def count_rows(
     time_column: Column[Any],
     since: datetime | None,
     until: datetime | None,
+    only: ColumnElement[bool] | None = None,
 ) -> int:
     """How many rows an export will write (for the progress bar)."""
     stmt = select(func.count()).select_from(table)
@@ -116,6 +122,8 @@ def count_rows(
         stmt = stmt.where(time_column >= since)
     if until is not None:
         stmt = stmt.where(time_column < until)
+    if only is not None:
+        stmt = stmt.where(only)
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -208,13 +216,15 @@ def _export_table(
 ) -> int:
     table, time_name = _SOURCES[what]
     time_column = table.c[time_name]
+    # Custom events are the event log's rows with a name (through its partial index).
+    only = events_t.c.name.is_not(None) if what is What.CUSTOM_EVENTS else None
     names = [c.name for c in table.columns]
     show_progress = output is not None and str(output) != "-" and err_console.is_terminal
     with engine.connect() as conn, _opened(output) as out:
-        rows = stream_rows(conn, table, time_column, since, until)
+        rows = stream_rows(conn, table, time_column, since, until, only)
         if not show_progress:
             return _drain(write_rows(out, fmt, names, rows))
-        total = count_rows(conn, table, time_column, since, until)
+        total = count_rows(conn, table, time_column, since, until, only)
         with Progress(
             TextColumn(f"exporting {what.value}"),
             BarColumn(),

@@ -95,6 +95,12 @@ def render(report: dict[str, Any]) -> list[RichTable]:
     success.add_row("payment attempts", str(pay["paymentAttempts"]))
     success.add_row("success rate (per attempt)", _pct(pay["attemptSuccessRate"]))
     tables.append(success)
+    custom = RichTable(title="Custom events")
+    for col in ("event", "events", "sessions"):
+        custom.add_column(col, justify="left" if col == "event" else "right")
+    for row in report["customEvents"]:
+        custom.add_row(row["name"], str(row["events"]), str(row["sessions"]))
+    tables.append(custom)
     return tables
 
 

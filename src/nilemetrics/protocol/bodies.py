@@ -7,6 +7,7 @@ Every string is made storable by the text policy (``nilemetrics.protocol.text``)
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from decimal import Decimal
@@ -25,13 +26,25 @@ from pydantic import (
     model_validator,
 )
 
-from nilemetrics.protocol.names import IDENTIFIED_PAGE_TYPES, PAGE_TYPE_PATTERN
+from nilemetrics.protocol.names import (
+    CLICK_EVENT,
+    CLICK_GRID,
+    EVENT_NAME_PATTERN,
+    EXPERIMENT_EVENT,
+    IDENTIFIED_PAGE_TYPES,
+    PAGE_TYPE_PATTERN,
+)
 from nilemetrics.protocol.text import check_depth, clean_json, clean_text
 
 MAX_URL = 2048
 MAX_IDENTIFIER = 255
 MAX_MESSAGE = 2048
 MAX_CHECKOUT_ITEMS = 200
+#: Most properties of one custom event.
+MAX_EVENT_PROPERTIES = 20
+#: Longest property name and longest string property value of a custom event.
+MAX_PROPERTY_NAME = 64
+MAX_PROPERTY_TEXT = 255
 MAX_AMOUNT = Decimal("999999999999.99")
 MAX_ITEM_COUNT = 100_000
 #: Most events in one request to the batch endpoint.
@@ -268,6 +281,92 @@ class PaymentErrorIn(PaymentContextIn):
                         f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                     )
                 ) from None
+        return value
+
+
+def _event_name_slug(value: str) -> str:
+    if not _PAGE_TYPE.match(value):
+        raise ValueError("must be a slug of 1 to 64 letters, digits, _ or - (e.g. add_to_cart)")
+    return value
+
+
+def _property_value(value: object) -> object:
+    # One clear message instead of one error per branch of a union.
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_PROPERTY_TEXT:
+            raise ValueError(f"must be at most {MAX_PROPERTY_TEXT} characters")
+        return clean_text(value)
+    raise ValueError("must be a string, a number or true/false")
+
+
+EventName = Annotated[
+    str,
+    AfterValidator(_event_name_slug),
+    Field(
+        description="Any slug (letters, digits, _ and -, up to 64). "
+        f"'{EXPERIMENT_EVENT}' and '{CLICK_EVENT}' are reserved (see their properties).",
+        examples=["add_to_cart", "newsletter_signup"],
+        json_schema_extra={"pattern": EVENT_NAME_PATTERN},
+    ),
+]
+PropertyName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_PROPERTY_NAME), Storable
+]
+PropertyValue = Annotated[
+    str | int | float | bool,
+    BeforeValidator(_property_value),
+    Field(description=f"A string (up to {MAX_PROPERTY_TEXT} characters), a number or a boolean."),
+]
+
+
+def _slug_property(properties: dict[str, Any], name: str, what: str) -> None:
+    value = properties.get(name)
+    if not isinstance(value, str) or not _PAGE_TYPE.match(value):
+        raise ValueError(f"{what} needs {name}: a slug of 1 to 64 letters, digits, _ or -")
+
+
+def _grid_property(properties: dict[str, Any], name: str) -> None:
+    value = properties.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < CLICK_GRID:
+        raise ValueError(f"a click needs {name}: a whole number from 0 to {CLICK_GRID - 1}")
+
+
+class CustomEventIn(SessionEventIn):
+    """Body of ``track/event``: something the shop wants counted, with a few properties.
+
+    Two names are reserved, and their properties checked: ``experiment`` (an A/B
+    assignment: ``experiment`` and ``variant``, slugs; optional ``visitor``, the
+    visitor the assignment sticks to) and ``click`` (``path``, the element's CSS-like
+    path; ``x`` and ``y``, its cell on a 10 x 10 grid over the viewport; ``page``).
+    """
+
+    name: EventName
+    properties: dict[PropertyName, PropertyValue] = Field(
+        default_factory=dict,
+        validate_default=True,
+        max_length=MAX_EVENT_PROPERTIES,
+        description=f"Up to {MAX_EVENT_PROPERTIES} properties: name → string, number or boolean.",
+    )
+
+    @field_validator("properties")
+    @classmethod
+    def _reserved(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("name")
+        if name == EXPERIMENT_EVENT:
+            _slug_property(value, "experiment", "an experiment assignment")
+            _slug_property(value, "variant", "an experiment assignment")
+        elif name == CLICK_EVENT:
+            path = value.get("path")
+            if not isinstance(path, str) or not path:
+                raise ValueError("a click needs path: the clicked element's path")
+            _grid_property(value, "x")
+            _grid_property(value, "y")
         return value
 
 

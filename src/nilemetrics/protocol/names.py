@@ -28,6 +28,7 @@ class EventType(StrEnum):
     PAYMENT_ERROR = "payment-error"
     PAYMENT_SUCCESS = "payment-success"
     SESSION_END = "session-end"
+    EVENT = "event"
 
 
 class PageType(StrEnum):
@@ -46,6 +47,28 @@ class PageType(StrEnum):
 
 #: What a page type may be: any slug. Types nobody listed are stored and counted as sent.
 PAGE_TYPE_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+
+#: What a custom event's name may be: a slug, like a page type.
+EVENT_NAME_PATTERN: Final = PAGE_TYPE_PATTERN
+
+#: Custom event names the tracker and the reports give a meaning: an experiment's
+#: assignment (properties ``experiment``, ``variant``, ``visitor``) and a click
+#: (``path``, ``x``, ``y``, ``page``). Their properties are checked.
+EXPERIMENT_EVENT: Final = "experiment"
+CLICK_EVENT: Final = "click"
+#: The click grid: positions are reported as a cell of a CLICK_GRID x CLICK_GRID grid
+#: over the viewport (0 = left/top).
+CLICK_GRID: Final = 10
+
+
+class Platform(StrEnum):
+    """Where a session runs (``session/start``'s ``platform``); anything else is ``other``."""
+
+    WEB = "web"
+    IOS = "ios"
+    ANDROID = "android"
+    OTHER = "other"
+
 
 #: Page types whose visits must name what was visited (category id, offer id).
 IDENTIFIED_PAGE_TYPES: Final = frozenset({PageType.CATEGORY, PageType.OFFER})

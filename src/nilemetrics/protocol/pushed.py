@@ -102,6 +102,11 @@ class LiveMetrics(Pushed):
         alias="paidSessionsLastHour",
         description="Funnel step 4: of those, sessions whose checkout was paid.",
     )
+    custom_events: dict[str, Count] = Field(
+        default_factory=dict,
+        alias="customEvents",
+        description="Custom events (track/event) per name in the last 5 minutes, most first.",
+    )
     live_window_seconds: float = Field(default=0.0, alias="liveWindowSeconds")
     alerts: list[FiringAlert] = Field(
         default_factory=list,

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from nilemetrics.protocol.answers import SessionStartOut, SuccessOut
 from nilemetrics.protocol.bodies import (
     CheckoutStartIn,
+    CustomEventIn,
     PageVisitIn,
     PaymentErrorIn,
     PaymentStartIn,
@@ -69,6 +70,9 @@ _SPECS = (
               "A payment failed (nested ``errorDetails`` form or flat form)."),
     EventSpec(EventType.PAYMENT_SUCCESS, "/track/payment-success", PaymentSuccessIn,
               "The session's checkout was paid.", fast=True),
+    EventSpec(EventType.EVENT, "/track/event", CustomEventIn,
+              "A custom event: a name (a slug) and up to 20 properties (string, number or "
+              "boolean); also an experiment's assignment (name 'experiment') or a click."),
 )
 
 #: Every event type, in route order.

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, distinct, exists, func, or_, select, true
 
 from nilemetrics.protocol import IDENTIFIED_PAGE_TYPES, PageType, wire_time
-from nilemetrics.server.tables import checkouts_t, errors_t, sessions_t, visits_t
+from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 
 ZERO = Decimal("0.00")
 
@@ -257,6 +257,19 @@ def payment_success(conn: Connection, since: datetime, until: datetime) -> dict[
     }
 
 
+def custom_events(conn: Connection, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Custom events per name in the period, most first: how many, from how many sessions."""
+    e = events_t.c
+    count = func.count().label("n")
+    rows = conn.execute(
+        select(e.name, count, func.count(distinct(e.session_id)))
+        .where(e.name.is_not(None) & (e.occurred_at >= since) & (e.occurred_at < until))
+        .group_by(e.name)
+        .order_by(count.desc(), e.name)
+    ).all()
+    return [{"name": name, "events": n, "sessions": sessions} for name, n, sessions in rows]
+
+
 def build_report(conn: Connection, since: datetime, until: datetime) -> dict[str, Any]:
     """Every analysis of the report, JSON-ready."""
     return {
@@ -268,4 +281,5 @@ def build_report(conn: Connection, since: datetime, until: datetime) -> dict[str
         "paymentErrors": error_codes(conn, since, until),
         "retries": retries(conn, since, until),
         "paymentSuccess": payment_success(conn, since, until),
+        "customEvents": custom_events(conn, since, until),
     }

@@ -181,10 +181,31 @@ class Event(SQLModel, table=True):
     """Append-only log of every accepted event; ``event_id`` makes retries idempotent."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        # Custom events by name and time (reports, experiments) and by time alone (the
+        # live counts of the last minutes). Partial: the other events, nearly all the
+        # log, cost these indexes nothing (migration 0007).
+        Index(
+            "ix_events_name",
+            "name",
+            "occurred_at",
+            sqlite_where=text("name IS NOT NULL"),
+            postgresql_where=text("name IS NOT NULL"),
+        ),
+        Index(
+            "ix_events_named_time",
+            "occurred_at",
+            "name",
+            sqlite_where=text("name IS NOT NULL"),
+            postgresql_where=text("name IS NOT NULL"),
+        ),
+    )
 
     id: int | None = _id()
     event_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     event_type: str = Field(max_length=32)
+    #: A custom event's name (``track/event``); null for the other types.
+    name: str | None = Field(default=None, max_length=64)
     session_id: str | None = Field(default=None, max_length=36, index=True)
     occurred_at: datetime = _utc(nullable=False, index=True)
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))

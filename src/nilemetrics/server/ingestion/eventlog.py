@@ -55,6 +55,7 @@ def log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
             "session_id": event.session_id,
             "occurred_at": event.at,
             "payload": payload(event),
+            "name": getattr(event.body, "name", None) if event.kind == EventType.EVENT else None,
         }
         if event.event_id is None:
             row["event_id"] = uuid7().hex
@@ -79,6 +80,7 @@ def log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
                     session_id=r["session_id"],
                     occurred_at=sql.ts(r["occurred_at"]),
                     payload=sql.json(r["payload"]),
+                    name=r["name"],
                 )
                 for r in server_rows
             ],

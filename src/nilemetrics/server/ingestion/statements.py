@@ -42,7 +42,8 @@ def _row_type(table: Table, name: str, columns: Sequence[str]) -> type[Any]:
 
 #: A row of the event log.
 EventInsert = _row_type(
-    events_t, "EventInsert", ("event_id", "event_type", "session_id", "occurred_at", "payload")
+    events_t, "EventInsert",
+    ("event_id", "event_type", "session_id", "occurred_at", "payload", "name"),
 )
 #: A new session.
 SessionInsert = _row_type(

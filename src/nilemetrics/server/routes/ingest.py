@@ -135,7 +135,7 @@ async def track_batch(
 
     Types: every event type (session-start, with ``sessionId``, session-heartbeat,
     page-visit, checkout-start, payment-start, payment-error, payment-success,
-    session-end); the other fields are those of the single-event route. All or
+    session-end, event); the other fields are those of the single-event route. All or
     nothing: one invalid item (or one the database refuses) rejects the whole
     request with a 422 naming it, and none of its events is stored.
     """

@@ -26,6 +26,7 @@
     paymentError: "payment-error",
     paymentSuccess: "payment-success",
     sessionEnd: "session-end",
+    event: "event",
   };
 
   const VERSION = "1.0.0";
@@ -322,6 +323,13 @@
       }),
     /** A payment went through. */
     trackPaymentSuccess: () => queueEvent(EVENT_TYPES.paymentSuccess, {}),
+    /**
+     * Count a custom event: a name (letters, digits, _ and -, up to 64) and up to 20
+     * properties whose values are strings, numbers or booleans.
+     * @param {string} name
+     * @param {Object<string, string|number|boolean>} [properties]
+     */
+    track: (name, properties) => queueEvent(EVENT_TYPES.event, { name, properties }),
     /** End this tab's session now (the tracker also does it when the tab closes). */
     endSession,
     /**

@@ -47,6 +47,8 @@ FIGURES: tuple[tuple[str, str], ...] = (
      "“latest 50 of 92” when the hour had more. Sorted as the title says."),
     ("Top error codes", "error codes among the rows received: count, share of those rows, "
      "and when each was last seen."),
+    ("Events, last 5 min", "custom events (track/event, the tracker's track()) per name in "
+     "the last 5 minutes, most first; shown with the top error codes."),
 )
 
 KEYS: tuple[tuple[str, str], ...] = (
@@ -58,7 +60,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s / S", "sort the table by the next column / reverse the order (or click a header)"),
     ("/", "filter errors by email, code or message (Esc clears)"),
     ("p", "pause updates (everything on screen freezes) / resume with the latest state"),
-    ("c", "show or hide the top error codes"),
+    ("c", "show or hide the top error codes and the custom events"),
     ("e", "export the visible error rows to a CSV file"),
     ("t", "switch between the dark and light theme"),
     ("Ctrl+P", "command palette (themes, screenshot, quit)"),

@@ -28,6 +28,7 @@ from nilemetrics.tui.panels import PANELS, PANELS_BY_ID, PanelSpec
 from nilemetrics.tui.screens.error_detail import ErrorDetailScreen
 from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
 from nilemetrics.tui.widgets.count_panel import CountPanel
+from nilemetrics.tui.widgets.custom_events import CustomEvents
 from nilemetrics.tui.widgets.error_table import ErrorTable
 from nilemetrics.tui.widgets.funnel import Funnel
 from nilemetrics.tui.widgets.list_panel import ListPanel
@@ -80,6 +81,7 @@ class LiveScreen(Screen[None]):
     _filter: Input
     _table: ErrorTable
     _codes: TopCodes
+    _custom: CustomEvents
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,7 +133,11 @@ class LiveScreen(Screen[None]):
             self._table = ErrorTable(id="errors")
             self._codes = TopCodes(id="top-codes")
             self._codes.border_title = "Top error codes"
-            yield from (self._table, self._codes)
+            self._custom = CustomEvents(id="custom-events")
+            self._custom.border_title = "Events, last 5 min"
+            yield self._table
+            with Vertical(id="side"):
+                yield from (self._codes, self._custom)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -226,6 +232,7 @@ class LiveScreen(Screen[None]):
         self._now.metrics = m
         self._funnel.metrics = m
         self._payments.metrics = m
+        self._custom.set_counts(m.custom_events)
         self._status.live_sessions = m.live_sessions
         self._status.alerts = m.alerts
         self._show_time()

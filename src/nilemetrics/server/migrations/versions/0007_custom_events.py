@@ -1,0 +1,41 @@
+"""Custom events: the event log gets an indexed ``name`` (issue 15).
+
+``events.name`` is a custom event's name (``track/event``), null for every other
+event type. Two partial indexes (``WHERE name IS NOT NULL``) serve the reports
+(by name and time) and the live counts of the last minutes (by time): the other
+events, nearly all of the log, add nothing to them.
+
+Self-contained: it only adds a column and indexes, so it can follow any revision
+(the integrator chains it after 0006).
+
+Revision ID: 0007
+Revises: 0005
+Create Date: 2026-12-03
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0007'
+down_revision: str | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('events') as batch:
+        batch.add_column(sa.Column('name', sa.String(length=64), nullable=True))
+    op.create_index('ix_events_name', 'events', ['name', 'occurred_at'], unique=False,
+                    sqlite_where=sa.text('name IS NOT NULL'),
+                    postgresql_where=sa.text('name IS NOT NULL'))
+    op.create_index('ix_events_named_time', 'events', ['occurred_at', 'name'], unique=False,
+                    sqlite_where=sa.text('name IS NOT NULL'),
+                    postgresql_where=sa.text('name IS NOT NULL'))
+
+
+def downgrade() -> None:
+    op.drop_index('ix_events_named_time', table_name='events')
+    op.drop_index('ix_events_name', table_name='events')
+    with op.batch_alter_table('events') as batch:
+        batch.drop_column('name')

@@ -1,0 +1,61 @@
+"""The tracker's custom events, experiments and clicks in Chromium, shop and API on two
+origins."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from nilemetrics.server.tables import events_t
+from tests.browser.conftest import Site
+from tests.support import serve_app
+
+
+@contextmanager
+def _page_with_tracker(site: Site, context: Any, body: str = "",
+                       attributes: str = "") -> Iterator[Any]:
+    """A page of its own origin loading /tracker.js from the API, with ``body`` in it."""
+    html = (f'<!doctype html><html><body data-page-type="product">{body}'
+            f'<script src="{site.api_url}/tracker.js" data-api="{site.api_url}" {attributes}>'
+            "</script></body></html>")
+
+    async def shop_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(html)
+
+    with serve_app(Starlette(routes=[Route("/p", shop_page)]), port=site.other_port):
+        page = context.new_page()
+        page.goto(f"http://localhost:{site.other_port}/p")
+        page.wait_for_function("window.nilemetrics && window.nilemetrics.version")
+        yield page
+
+
+def _named(site: Site, check: Callable[[list[Any]], bool], timeout: float = 10) -> list[Any]:
+    """The custom events stored, once ``check`` holds for them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [row for row in site.rows(events_t) if row.name is not None]
+        if check(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_track_sends_a_custom_event_with_its_properties(site: Site, context: Any) -> None:
+    """nilemetrics.track(name, props) stores the event; live-metrics counts it by name."""
+    with _page_with_tracker(site, context) as page:
+        page.evaluate("""nilemetrics.track("add_to_cart", {sku: "tv-55", quantity: 2,
+                                                           gift: true})""")
+        page.evaluate('nilemetrics.track("add_to_cart")')
+        sid = page.evaluate("nilemetrics.sessionId()")
+        rows = _named(site, lambda found: len(found) == 2)
+    assert [(r.session_id, r.name) for r in rows] == [(sid, "add_to_cart")] * 2
+    assert rows[0].payload == {"name": "add_to_cart",
+                               "properties": {"sku": "tv-55", "quantity": 2, "gift": True}}
+    assert rows[1].payload == {"name": "add_to_cart", "properties": {}}
+    site.wait_for(lambda m: m["customEvents"] == {"add_to_cart": 2})
