@@ -49,6 +49,7 @@ def counts(engine: Engine) -> dict[str, Any]:
 def test_an_empty_database_counts_nothing(engine: Engine) -> None:
     """No sessions: every counter is 0 and the per-id maps are empty."""
     assert counts(engine) == {**EMPTY_SCALARS, "categories": {}, "offers": {}, "pages": {},
+                              "platforms": {"web": 0, "ios": 0, "android": 0, "other": 0},
                               "liveSessions": 0}
 
 
@@ -71,6 +72,7 @@ def test_every_live_session_counts_on_exactly_one_page(engine: Engine) -> None:
         "offers": {"ramadan": 1},
         "pages": {"category": 3, "homepage": 2, "product": 2, "checkout": 1, "offer": 1,
                   "other": 1, "payment": 1, "payment_error": 1, "search": 1},
+        "platforms": {"web": 13, "ios": 0, "android": 0, "other": 0},
         "liveSessions": 13,
     }
     assert list(result["categories"]) == ["bags", "shoes"]
@@ -153,6 +155,7 @@ def test_the_snapshot_has_the_live_counts_and_the_hours_payment_figures(engine: 
         **EMPTY_SCALARS, "payment": 1, "paymentError": 1, "product": 1,
         "categories": {}, "offers": {},
         "pages": {"payment": 1, "payment_error": 1, "product": 1},
+        "platforms": {"web": 3, "ios": 0, "android": 0, "other": 0},
         "liveSessions": 3,
         "checkoutsLastHour": 2, "paymentErrorsLastHour": 1, "paymentSuccessesLastHour": 1,
         "paymentFailuresLastHour": 1, "paymentSuccessRate": 0.5,

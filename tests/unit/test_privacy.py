@@ -114,7 +114,8 @@ def test_minimise_strips_contact_fields_of_an_anonymous_identify() -> None:
         {"sessionId": SID, "userId": "u-1", "email": "a@example.com", "phone": "+9715"}
     )
     assert minimise(start, ANONYMOUS).model_dump() == {
-        "session_id": SID, "user_id": None, "email": None, "phone": None, "event_id": None
+        "session_id": SID, "user_id": None, "email": None, "phone": None, "event_id": None,
+        "platform": None, "app_version": None,
     }
     assert start.email == "a@example.com"  # the caller's body is not changed
 

@@ -145,7 +145,8 @@ def test_rows_written_raw_read_back_the_same_through_sqlalchemy(engine: Engine) 
                           ip_address="203.0.113.0", user_agent="UA", is_active=sql.boolean(True),
                           started_at=sql.ts(T0), last_activity=sql.ts(T0 + timedelta(seconds=5)),
                           ended_at=None, current_page_type="product",
-                          current_page_identifier="p-1"),
+                          current_page_identifier="p-1", platform="ios",
+                          app_version="4.2.1"),
         ])
         sql.bulk(conn, sql.insert_visits, [
             VisitInsert(session_id=SID, page_type="homepage", page_identifier=None,
@@ -160,10 +161,11 @@ def test_rows_written_raw_read_back_the_same_through_sqlalchemy(engine: Engine) 
         session = conn.execute(select(sessions_t)).one()._asdict()
         visits = [r._asdict() for r in conn.execute(select(visits_t).order_by(visits_t.c.id))]
     assert {k: session[k] for k in ("session_id", "user_id", "is_active", "started_at",
-                                     "last_activity", "ended_at", "current_page_type")} == {
+                                     "last_activity", "ended_at", "current_page_type",
+                                     "platform", "app_version")} == {
         "session_id": SID, "user_id": "77", "is_active": True, "started_at": T0,
         "last_activity": T0 + timedelta(seconds=5), "ended_at": None,
-        "current_page_type": "product",
+        "current_page_type": "product", "platform": "ios", "app_version": "4.2.1",
     }
     assert [(v["page_type"], v["entered_at"], v["exited_at"], v["duration_seconds"],
              v["is_active"]) for v in visits] == [
@@ -180,7 +182,7 @@ def test_load_sessions_gives_each_session_with_its_open_visit(engine: Engine) ->
             SessionInsert(session_id=sid, user_id=None, email=None, phone=None, ip_address=None,
                           user_agent=None, is_active=sql.boolean(True), started_at=sql.ts(T0),
                           last_activity=sql.ts(T0), ended_at=None, current_page_type=None,
-                          current_page_identifier=None)
+                          current_page_identifier=None, platform=None, app_version=None)
             for sid in (SID, OTHER)
         ]
         sql.bulk(conn, sql.insert_sessions, sessions)

@@ -33,6 +33,7 @@ from nilemetrics.protocol.names import (
     EXPERIMENT_EVENT,
     IDENTIFIED_PAGE_TYPES,
     PAGE_TYPE_PATTERN,
+    Platform,
 )
 from nilemetrics.protocol.text import check_depth, clean_json, clean_text
 
@@ -143,6 +144,17 @@ class ClientBody(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+_PLATFORMS = {platform.value for platform in Platform}
+
+
+def _platform(value: object) -> object:
+    # Any other name an app sends (a new OS, "iPadOS") is counted as other, not refused.
+    if isinstance(value, str):
+        name = value.strip().lower()
+        return name if name in _PLATFORMS else Platform.OTHER.value
+    return value
+
+
 class SessionStartIn(ClientBody):
     """Body of ``session/start`` (may be empty): the logged-in customer, if any.
 
@@ -156,6 +168,14 @@ class SessionStartIn(ClientBody):
     email: Annotated[str, StringConstraints(max_length=320), Storable] | None = None
     phone: Annotated[str, StringConstraints(max_length=64), Storable] | None = None
     event_id: EventId | None = Field(default=None, alias="eventId")
+    platform: Annotated[Platform, BeforeValidator(_platform)] | None = Field(
+        default=None,
+        description="Where the session runs: web, ios, android or other (any other name, in "
+        "any case, is stored as other). Without it the session counts as web.",
+    )
+    app_version: Annotated[str, StringConstraints(max_length=64), Storable] | None = Field(
+        default=None, alias="appVersion", description="The app's version, e.g. 4.2.1 (build 77)."
+    )
 
     @field_validator("user_id", mode="before")
     @classmethod

@@ -69,6 +69,12 @@ class LiveMetrics(Pushed):
         description="Live sessions per page type, for every page type (known or not); "
         "the values add up to liveSessions.",
     )
+    platforms: dict[str, Count] = Field(
+        default_factory=dict,
+        description="Live sessions per platform (web, ios, android, other; always all four), "
+        "from session/start's platform; sessions that did not say are web. The values add "
+        "up to liveSessions.",
+    )
     live_sessions: Count = Field(default=0, alias="liveSessions")
     checkouts_last_hour: Count = Field(default=0, alias="checkoutsLastHour")
     payment_errors_last_hour: Count = Field(default=0, alias="paymentErrorsLastHour")

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, false, func, insert, literal, select, true
 
-from nilemetrics.protocol.names import CheckoutStatus, PageType
+from nilemetrics.protocol.names import CheckoutStatus, PageType, Platform
 from nilemetrics.protocol.pushed import (
     LiveMetrics,
     PageSessionOut,
@@ -62,22 +62,26 @@ def live_counts(conn: Connection, now: datetime, live_window: float) -> dict[str
     """
     s = sessions_t.c
     cutoff = now - timedelta(seconds=live_window)
+    # Sessions that never said their platform (browsers, the shop's client) are web.
+    platform = func.coalesce(s.platform, literal(Platform.WEB.value))
     rows = conn.execute(
-        select(s.current_page_type, s.current_page_identifier, func.count())
+        select(s.current_page_type, s.current_page_identifier, platform, func.count())
         .where(
             (s.is_active == true())
             & (s.last_activity >= cutoff)
             & s.current_page_type.is_not(None)
         )
-        .group_by(s.current_page_type, s.current_page_identifier)
+        .group_by(s.current_page_type, s.current_page_identifier, platform)
     ).all()
     counts: dict[str, Any] = dict.fromkeys(_SCALAR_KEYS.values(), 0)
     categories: dict[str, int] = {}
     offers: dict[str, int] = {}
     pages: dict[str, int] = {}
+    platforms = {kind.value: 0 for kind in Platform}
     total = 0
-    for page_type, identifier, n in rows:
+    for page_type, identifier, on, n in rows:
         total += n
+        platforms[on if on in platforms else Platform.OTHER.value] += n
         pages[page_type] = pages.get(page_type, 0) + n
         if page_type == PageType.CATEGORY.value:
             categories[identifier or ""] = categories.get(identifier or "", 0) + n
@@ -88,6 +92,7 @@ def live_counts(conn: Connection, now: datetime, live_window: float) -> dict[str
     counts["categories"] = _ranked(categories)
     counts["offers"] = _ranked(offers)
     counts["pages"] = _ranked(pages)
+    counts["platforms"] = platforms
     counts["liveSessions"] = total
     return counts
 
@@ -222,7 +227,7 @@ def store_snapshot(conn: Connection, metrics: LiveMetrics, now: datetime) -> Non
         for key in (*_SCALAR_KEYS.values(), "liveSessions")
     ]
     for kind, key in (("category", "categories"), ("offer", "offers"), ("page", "pages"),
-                      ("event", "customEvents")):
+                      ("event", "customEvents"), ("platform", "platforms")):
         rows.extend(
             {"metric_type": kind, "metric_identifier": ident, "active_users_count": n}
             for ident, n in body[key].items()

@@ -81,6 +81,9 @@ class UserSession(SQLModel, table=True):
     ended_at: datetime | None = _utc(index=True)
     current_page_type: str | None = Field(default=None, max_length=64)
     current_page_identifier: str | None = Field(default=None, max_length=255)
+    #: web, ios, android or other, as ``session/start`` said; null: not said (counted as web).
+    platform: str | None = Field(default=None, max_length=16)
+    app_version: str | None = Field(default=None, max_length=64)
 
 
 class PageVisit(SQLModel, table=True):

@@ -19,6 +19,7 @@ from nilemetrics.server.ingestion.plan import Contact, Plan, SessionState, plan_
 from nilemetrics.server.ingestion.statements import (
     SessionContact,
     SessionInsert,
+    SessionPlatform,
     SessionStateChange,
     SessionTouch,
     Statements,
@@ -88,6 +89,7 @@ def _write_sessions(conn: Connection, plan: Plan) -> None:
     touches: list[tuple[object, ...]] = []
     contacts: list[tuple[object, ...]] = []
     state_changes: list[tuple[object, ...]] = []
+    platforms: list[tuple[object, ...]] = []
     for sid, st in plan.states.items():
         if not st.dirty:
             continue
@@ -99,6 +101,7 @@ def _write_sessions(conn: Connection, plan: Plan) -> None:
                 last_activity=ts(st.last_activity), ended_at=ts(st.ended_at),
                 current_page_type=st.current_page_type,
                 current_page_identifier=st.current_page_identifier,
+                platform=st.platform, app_version=st.app_version,
             ))
             continue
         touches.append(SessionTouch(
@@ -109,6 +112,10 @@ def _write_sessions(conn: Connection, plan: Plan) -> None:
         if st.state_dirty:
             state_changes.append(SessionStateChange(
                 session_id=sid, is_active=boolean(st.is_active), ended_at=ts(st.ended_at)
+            ))
+        if st.platform_dirty:
+            platforms.append(SessionPlatform(
+                session_id=sid, platform=st.platform, app_version=st.app_version
             ))
         if st.contact_dirty:
             # Separate and rare: assigning indexed columns rewrites their index
@@ -121,6 +128,7 @@ def _write_sessions(conn: Connection, plan: Plan) -> None:
     sql.bulk(conn, sql.touch_sessions, touches)
     sql.each(conn, sql.change_session_state, state_changes)
     sql.each(conn, sql.change_session_contact, contacts)
+    sql.each(conn, sql.change_session_platform, platforms)
     sql.bulk(conn, sql.close_visits, [
         VisitClose(session_id=c.session_id, exited_at=ts(c.exited_at),
                    duration_seconds=c.duration_seconds)

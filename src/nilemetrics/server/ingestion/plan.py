@@ -33,6 +33,8 @@ class SessionState:
     phone: str | None = None
     ip_address: str | None = None
     user_agent: str | None = None
+    platform: str | None = None
+    app_version: str | None = None
     #: When the session's open visit in the database began (None: no open visit there).
     db_open_visit_at: datetime | None = None
     #: The visit this batch opened and has not closed yet.
@@ -40,6 +42,8 @@ class SessionState:
     dirty: bool = False
     contact_dirty: bool = False
     state_dirty: bool = False
+    #: A session/start named the platform or app version (not loaded: only written).
+    platform_dirty: bool = False
 
 
 @dataclass(slots=True)
@@ -121,6 +125,13 @@ def plan_batch(events: list[TrackedEvent], loaded: dict[str, SessionState]) -> P
                 if value is not None and value != getattr(state, name):
                     setattr(state, name, value)
                     state.contact_dirty = True
+            if body.platform is not None or body.app_version is not None:
+                # An app that upgrades mid-session sends its new version with a new start.
+                if body.platform is not None:
+                    state.platform = body.platform.value
+                if body.app_version is not None:
+                    state.app_version = body.app_version
+                state.platform_dirty = True
         elif kind == EventType.SESSION_END:
             _close_visit(plan, sid, state, event.at)
             state.is_active = False

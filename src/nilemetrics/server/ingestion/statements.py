@@ -50,7 +50,8 @@ SessionInsert = _row_type(
     sessions_t,
     "SessionInsert",
     ("session_id", "user_id", "email", "phone", "ip_address", "user_agent", "is_active",
-     "started_at", "last_activity", "ended_at", "current_page_type", "current_page_identifier"),
+     "started_at", "last_activity", "ended_at", "current_page_type", "current_page_identifier",
+     "platform", "app_version"),
 )
 #: What every event changes in its session: only these columns, as SET on an indexed
 #: column rewrites its index entry even when the value is unchanged.
@@ -68,6 +69,10 @@ SessionContact = _row_type(
     sessions_t,
     "SessionContact",
     ("session_id", "user_id", "email", "phone", "ip_address", "user_agent"),
+)
+#: The platform and app version a session/start names for a known session (rare).
+SessionPlatform = _row_type(
+    sessions_t, "SessionPlatform", ("session_id", "platform", "app_version")
 )
 #: A new page visit.
 VisitInsert = _row_type(
@@ -153,6 +158,11 @@ class Statements:
         self.insert_visits = _insert(VisitInsert)
         self.change_session_state = _update_one(SessionStateChange, p)
         self.change_session_contact = _update_one(SessionContact, p)
+        # What a start does not name is kept (an app may send only its new version).
+        self.change_session_platform = (
+            f"UPDATE user_sessions SET platform = COALESCE({p}, platform), "
+            f"app_version = COALESCE({p}, app_version) WHERE session_id = {p}"
+        )
         if self.pg:
             # Each session's open visits through a LATERAL probe of the partial index
             # (OFFSET 0 keeps the planner from flattening it back into a join):
