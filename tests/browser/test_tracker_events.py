@@ -59,3 +59,67 @@ def test_track_sends_a_custom_event_with_its_properties(site: Site, context: Any
                                "properties": {"sku": "tv-55", "quantity": 2, "gift": True}}
     assert rows[1].payload == {"name": "add_to_cart", "properties": {}}
     site.wait_for(lambda m: m["customEvents"] == {"add_to_cart": 2})
+
+
+def test_experiment_is_sticky_per_visitor_and_sent_once_per_session(
+    site: Site, context: Any
+) -> None:
+    """experiment() returns one of the variants, the same in a second tab (localStorage);
+    each tab's session sends the assignment once, with the same visitor id."""
+    variants = '["control", "green", "blue"]'
+    with _page_with_tracker(site, context) as page:
+        first = page.evaluate(f'nilemetrics.experiment("checkout-button", {variants})')
+        again = page.evaluate(f'nilemetrics.experiment("checkout-button", {variants})')
+        sid = page.evaluate("nilemetrics.sessionId()")
+        other = context.new_page()  # a second tab: another session, the same visitor
+        other.goto(page.url)
+        other.wait_for_function("window.nilemetrics && window.nilemetrics.version")
+        in_other = other.evaluate(f'nilemetrics.experiment("checkout-button", {variants})')
+        other_sid = other.evaluate("nilemetrics.sessionId()")
+        rows = _named(site, lambda found: len(found) == 2)
+    assert first in ("control", "green", "blue")
+    assert again == in_other == first
+    assert other_sid != sid
+    assert [r.session_id for r in rows] == [sid, other_sid]
+    properties = [r.payload["properties"] for r in rows]
+    assert properties[0]["visitor"] == properties[1]["visitor"] != sid
+    assert [(p["experiment"], p["variant"]) for p in properties] == [
+        ("checkout-button", first)] * 2
+
+
+def test_experiment_falls_back_to_the_session_without_local_storage(
+    site: Site, browser: Any
+) -> None:
+    """With localStorage refused, the variant sticks to the tab's session instead."""
+    ctx = browser.new_context()
+    ctx.add_init_script(
+        "Object.defineProperty(window, 'localStorage', {get() { throw new Error('off'); }})")
+    try:
+        with _page_with_tracker(site, ctx) as page:
+            variants = [page.evaluate('nilemetrics.experiment("banner", ["a", "b"])')
+                        for _ in range(5)]
+            page.reload()
+            page.wait_for_function("window.nilemetrics && window.nilemetrics.version")
+            after_reload = page.evaluate('nilemetrics.experiment("banner", ["a", "b"])')
+            sid = page.evaluate("nilemetrics.sessionId()")
+            [row] = _named(site, lambda found: len(found) == 1)
+    finally:
+        ctx.close()
+    assert len(set(variants)) == 1 and after_reload == variants[0]
+    assert row.payload["properties"] == {"experiment": "banner", "variant": variants[0],
+                                         "visitor": sid}
+
+
+def test_variants_are_spread_over_visitors(site: Site, browser: Any) -> None:
+    """Forty fresh visitors are not all put in one variant (random, not fixed)."""
+    seen = set()
+    for _ in range(40):
+        ctx = browser.new_context()
+        try:
+            with _page_with_tracker(site, ctx) as page:
+                seen.add(page.evaluate('nilemetrics.experiment("spread", ["a", "b"])'))
+        finally:
+            ctx.close()
+        if seen == {"a", "b"}:
+            break
+    assert seen == {"a", "b"}

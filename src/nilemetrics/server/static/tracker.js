@@ -56,7 +56,19 @@
     queue: "q",
     endedAt: "end",
     optOut: "optout",
+    visitor: "vid",
+    // + the experiment's name: its variant (localStorage), and that it was sent (this tab).
+    experiment: "x:",
+    experimentSent: "xs:",
   };
+  // Custom event names the server gives a meaning (protocol/names.py).
+  const EXPERIMENT_EVENT = "experiment";
+  const CLICK_EVENT = "click";
+  // Clicks are reported as a cell of a CLICK_GRID x CLICK_GRID grid over the viewport.
+  const CLICK_GRID = 10;
+  // A click's element path: at most this many elements, and the server's longest text.
+  const MAX_PATH_ELEMENTS = 5;
+  const MAX_PROPERTY_TEXT = 255;
 
   // Before the script loads, a page may queue calls here (an array); a second copy of the
   // script finds the first one's tracker and leaves it in charge.
@@ -138,8 +150,54 @@
   let hiddenAt = 0;
   let internalNavigationAt = 0;
   let lastTrackedPath;
+  let lastPageType;
 
   const saveQueue = () => storeInTab(STORAGE_KEYS.queue, queue);
+
+  /** Keep a value across tabs and visits (localStorage); false where that is blocked. */
+  const storeForVisitor = (key, value) => {
+    try {
+      localStorage.setItem(STORAGE_PREFIX + key, JSON.stringify(value));
+      return true;
+    } catch (error) {
+      return false;
+    }
+  };
+
+  // Who experiments stick to: a random id kept in localStorage, or this tab's session
+  // when that is blocked or the visitor is anonymous (nothing kept beyond the tab).
+  const visitorId = () => {
+    if (isAnonymous()) return sessionId;
+    let id = loadStored(STORAGE_KEYS.visitor, true);
+    if (!id) {
+      id = randomUuid();
+      if (!storeForVisitor(STORAGE_KEYS.visitor, id)) return sessionId;
+    }
+    return id;
+  };
+
+  /** What a click reports of its element: tag, id and first class, up to an id; no text. */
+  const elementPath = (element) => {
+    const parts = [];
+    for (
+      let node = element;
+      node && node.tagName && node != document.body && parts.length < MAX_PATH_ELEMENTS;
+      node = node.parentElement
+    ) {
+      let part = node.tagName.toLowerCase();
+      if (node.id) {
+        parts.unshift(part + "#" + node.id);
+        break;
+      }
+      if (node.classList[0]) part += "." + node.classList[0];
+      parts.unshift(part);
+    }
+    return (parts.join(">") || "body").slice(0, MAX_PROPERTY_TEXT);
+  };
+
+  // A position as its cell on the grid over the viewport, 0 to CLICK_GRID - 1.
+  const gridCell = (position, size) =>
+    Math.max(0, Math.min(CLICK_GRID - 1, Math.floor((position / size) * CLICK_GRID) || 0));
 
   /** Queue one event and send it: at once by beacon when urgent (the page is going away). */
   const queueEvent = (type, fields, urgent) => {
@@ -217,6 +275,7 @@
   const trackVisit = (page) => {
     clearTimeout(autoVisitTimer);
     lastTrackedPath = currentPath();
+    lastPageType = page.pageType;
     queueEvent(EVENT_TYPES.pageVisit, {
       pageType: page.pageType,
       pageIdentifier: page.pageIdentifier,
@@ -330,6 +389,31 @@
      * @param {Object<string, string|number|boolean>} [properties]
      */
     track: (name, properties) => queueEvent(EVENT_TYPES.event, { name, properties }),
+    /**
+     * Put this visitor in a variant of an experiment: at random the first time, the same
+     * one after that (localStorage; where it is blocked, or for an anonymous visitor, for
+     * this tab's session). The assignment is sent once per session, as a custom event.
+     * @param {string} name  the experiment (letters, digits, _ and -)
+     * @param {string[]} variants  the first is the control
+     * @returns {string} the variant
+     */
+    experiment: (name, variants) => {
+      const key = STORAGE_KEYS.experiment + name;
+      const anonymous = isAnonymous();
+      let variant = (!anonymous && loadStored(key, true)) || loadStored(key);
+      if (!variants.includes(variant)) {
+        variant = variants[crypto.getRandomValues(new Uint32Array(1))[0] % variants.length];
+        if (anonymous || !storeForVisitor(key, variant)) storeInTab(key, variant);
+      }
+      if (!loadStored(STORAGE_KEYS.experimentSent + name)) {
+        storeInTab(STORAGE_KEYS.experimentSent + name, 1);
+        queueEvent(EVENT_TYPES.event, {
+          name: EXPERIMENT_EVENT,
+          properties: { experiment: name, variant, visitor: visitorId() },
+        });
+      }
+      return variant;
+    },
     /** End this tab's session now (the tracker also does it when the tab closes). */
     endSession,
     /**
@@ -412,6 +496,23 @@
       true,
     );
     document.addEventListener("submit", markInternalNavigation, true);
+
+    // data-clicks on the script tag: every click, as its element's path and its cell on a
+    // coarse grid over the viewport (never the element's text), and the page's path.
+    if (script && script.hasAttribute("data-clicks")) {
+      document.addEventListener(
+        "click",
+        (event) =>
+          tracker.track(CLICK_EVENT, {
+            path: elementPath(event.target),
+            x: gridCell(event.clientX, innerWidth),
+            y: gridCell(event.clientY, innerHeight),
+            page: location.pathname,
+            pageType: lastPageType,
+          }),
+        true,
+      );
+    }
     window.addEventListener("pagehide", () => {
       if (now() - internalNavigationAt < INTERNAL_NAVIGATION_MS) sendQueueByBeacon();
       else endSession();
