@@ -3,6 +3,7 @@ origins."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -123,3 +124,34 @@ def test_variants_are_spread_over_visitors(site: Site, browser: Any) -> None:
         if seen == {"a", "b"}:
             break
     assert seen == {"a", "b"}
+
+
+_BUTTONS = ('<main class="shop wide"><div id="basket"><button class="pay big">Pay '
+            'jane@example.com now</button></div></main>'
+            '<a class="logo" style="position:fixed;right:0;bottom:0">Home</a>')
+
+
+def test_data_clicks_records_the_element_path_and_a_grid_cell(
+    site: Site, context: Any
+) -> None:
+    """With data-clicks: each click's element path and grid cell, no text; without: none."""
+    with _page_with_tracker(site, context, _BUTTONS, "data-clicks") as page:
+        page.set_viewport_size({"width": 1000, "height": 800})
+        page.mouse.click(5, 790)  # bottom left, below the content
+        page.click("button.pay", position={"x": 2, "y": 2})
+        box = page.locator("a.logo").bounding_box()
+        page.mouse.click(box["x"] + box["width"] - 1, box["y"] + box["height"] - 1)
+        rows = _named(site, lambda found: len(found) == 3)
+    properties = [row.payload["properties"] for row in rows]
+    # Below the content the target is the root element.
+    assert [p["path"] for p in properties] == ["html", "div#basket>button.pay", "a.logo"]
+    assert [(p["x"], p["y"]) for p in properties][2] == (9, 9)
+    assert (properties[0]["x"], properties[0]["y"]) == (0, 9)
+    assert all(p["page"] == "/p" and p["pageType"] == "product" for p in properties)
+    assert "jane" not in json.dumps([row.payload for row in rows])  # no text content
+
+    with _page_with_tracker(site, context, _BUTTONS) as page:
+        page.click("button.pay")
+        page.evaluate('nilemetrics.track("done")')
+        after = _named(site, lambda found: len(found) == 4)
+    assert [row.name for row in after] == ["click", "click", "click", "done"]
