@@ -171,3 +171,33 @@ def test_every_event_body_names_its_session() -> None:
         field = spec.body.model_fields["session_id"]
         assert field.alias == "sessionId"
         assert field.is_required() is (kind != EventType.SESSION_START), kind
+
+
+def test_custom_event_parses_the_same_from_bytes_as_from_json_objects() -> None:
+    """track/event is on the fast path: JSON bytes give exactly the model FastAPI's
+    parse-then-validate gives, for every kind of property value (and the same refusals)."""
+    import json
+
+    from nilemetrics.protocol.bodies import CustomEventIn
+
+    sid = "3f2b8c1e-7d4a-4c3b-9e1f-2a5b6c7d8e9f"
+    bodies = [
+        {"name": "add_to_cart", "properties": {"sku": "a\u0000b", "n": 2, "price": 9.5,
+                                               "big": 10**20, "ok": True, "zero": 0.0}},
+        {"name": "experiment", "properties": {"experiment": "x", "variant": "b"}},
+        {"name": "click", "properties": {"path": "a#b", "x": 0, "y": 9}},
+        {"name": "x", "properties": {"a": None}},
+        {"name": "click", "properties": {"path": "a", "x": True, "y": 1}},
+        {"name": "x", "properties": {"a": 1e308 * 10}},
+    ]
+    for body in bodies:
+        raw = json.dumps({"sessionId": sid, **body})
+        try:
+            from_bytes: object = CustomEventIn.model_validate_json(raw)
+        except ValueError as exc:
+            from_bytes = [(e["loc"], e["msg"]) for e in exc.errors()]  # type: ignore[attr-defined]
+        try:
+            from_objects: object = CustomEventIn.model_validate(json.loads(raw))
+        except ValueError as exc:
+            from_objects = [(e["loc"], e["msg"]) for e in exc.errors()]  # type: ignore[attr-defined]
+        assert from_bytes == from_objects, body

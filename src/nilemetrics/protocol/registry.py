@@ -72,7 +72,8 @@ _SPECS = (
               "The session's checkout was paid.", fast=True),
     EventSpec(EventType.EVENT, "/track/event", CustomEventIn,
               "A custom event: a name (a slug) and up to 20 properties (string, number or "
-              "boolean); also an experiment's assignment (name 'experiment') or a click."),
+              "boolean); also an experiment's assignment (name 'experiment') or a click.",
+              fast=True),
 )
 
 #: Every event type, in route order.
