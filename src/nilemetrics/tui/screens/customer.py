@@ -66,6 +66,7 @@ class CustomerScreen(Screen[None]):
         self.journey: JourneyOut | None = None
         self.query_text = ""
         self._session_id: str | None = None
+        self._pending: tuple[str, str] | None = None
 
     @property
     def dashboard(self) -> NileMetricsApp:
@@ -74,8 +75,8 @@ class CustomerScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """The search line, the sessions list and the journey beside it."""
-        yield Label("Customer · type an email, phone or user id, Enter looks it up, Esc leaves "
-                    "the box · or press j on a payment error", id="customer-title",
+        yield Label("Customer · email, phone or user id: Enter looks it up, Esc leaves the "
+                    "box · j on a payment error comes here", id="customer-title",
                     classes="view-title")
         with Horizontal(id="customer-search"):
             yield Label("Find:", id="customer-label")
@@ -99,7 +100,13 @@ class CustomerScreen(Screen[None]):
             table.add_column(label, key=label)
         search = self.query_one("#customer-input", Input)
         search.cursor_blink = False
-        if self._session_id is None:
+        if self._pending is not None:
+            person, session_id = self._pending
+            self._pending = None
+            search.value = person
+            table.focus()
+            self._load(person, session_id)
+        else:
             search.focus()
 
     # ------------------------------------------------------------- entry
@@ -108,9 +115,11 @@ class CustomerScreen(Screen[None]):
         """Show one session's journey (from an error row), and the person's other sessions."""
         self._session_id = session_id
         self.query_text = person
-        if self.is_mounted:
-            self.query_one("#customer-input", Input).value = person
-            self.query_one("#customer-sessions", DataTable).focus()
+        if not self.is_mounted:
+            self._pending = (person, session_id)  # loaded once the widgets exist
+            return
+        self.query_one("#customer-input", Input).value = person
+        self.query_one("#customer-sessions", DataTable).focus()
         self._load(person, session_id)
 
     @on(Input.Submitted, "#customer-input")

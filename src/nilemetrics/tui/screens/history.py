@@ -106,10 +106,9 @@ class HistoryScreen(Screen[None]):
         self.action_refresh()
 
     def _show_title(self) -> None:
-        keys = " ".join(f"{r.key} {r.label}" for r in RANGES)
         self.query_one("#history-title", Label).update(
             f"History · last {self.range.label} in {self.range.step.value} buckets · "
-            f"server {self.dashboard.config.address} · {keys} · ←/→ cursor · Enter replays")
+            f"←/→ cursor · Enter replays · server {self.dashboard.config.address}")
 
     # ------------------------------------------------------------- loading
 
@@ -154,7 +153,10 @@ class HistoryScreen(Screen[None]):
                 plt.plot(xs, ys, marker="braille")
                 plt.xticks(ticks, labels)
                 plt.vline(self.cursor, "red")
-                plt.ylim(0, max(max(ys), 1))
+                top = max(max(ys), 1)
+                plt.ylim(0, top)
+                # Counts: whole numbers on the axis, not 6.2 sessions.
+                plt.yticks(sorted({round(top * i / 4) for i in range(5)}))
                 plt.xlim(0, max(len(xs) - 1, 1))
             value = ys[self.cursor] if ys else 0
             plot.border_title = f"{title}: {value}"

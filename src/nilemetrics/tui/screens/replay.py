@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from textual import work
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
 from nilemetrics.protocol.history import Step
 from nilemetrics.tui.history_api import ApiError
@@ -29,18 +30,23 @@ def replay_marker(at: datetime) -> str:
     return f"REPLAY {local:%H:%M} · {local:%Y-%m-%d}"
 
 
-class ReplayScreen(LiveScreen):
+class ReplayScreen(LiveScreen, inherit_bindings=False):
     """The live screen's panels, lines and table from the server's history of one minute.
 
     The numbers come from ``/history/snapshot``, the table from ``/payment-errors``
     up to the end of the minute, the sparklines from the ten minutes before.
     """
 
+    # Its own list (inherit_bindings=False), so the replay's keys lead the footer.
     BINDINGS: ClassVar[list[BindingType]] = [
-        # Priority: the table would take the arrows for its own cursor.
-        Binding("escape", "back", "Back to live"),
+        # Priority: the table would take the arrows for its own cursor (and Esc in the
+        # filter box still clears it, see action_back).
+        Binding("escape", "back", "Back to live", priority=True),
         Binding("left", "step(-1)", "−1 min", priority=True),
         Binding("right", "step(1)", "+1 min", priority=True),
+        Binding("1", "back", "Live", show=False),
+        *(binding for binding in [*Screen.BINDINGS, *LiveScreen.BINDINGS]
+          if not isinstance(binding, Binding) or binding.key not in ("p", "1")),
     ]
 
     def __init__(self, at: datetime) -> None:
@@ -134,5 +140,10 @@ class ReplayScreen(LiveScreen):
         """A replay is still already; p does nothing here."""
 
     def action_back(self) -> None:
-        """Back to the live dashboard."""
+        """Back to the live dashboard (in the filter box: clear the filter, as on Live)."""
+        if self._filter.has_focus:
+            self._filter.value = ""
+            self._filter_bar.remove_class("-visible")
+            self._table.focus()
+            return
         self.dashboard.leave_replay(self)

@@ -63,7 +63,7 @@ def report_tables(report: Report) -> dict[str, Table]:
                       line.amount_recovered)
     retries = _table(
         f"Retries: {report.succeeded_after_retry} of {report.failed_checkouts} failed "
-        f"checkouts paid in the end ({pct(report.succeeded_after_retry_rate)})",
+        f"checkouts paid later ({pct(report.succeeded_after_retry_rate)})",
         "failures", "checkouts", "paid after", "share of failed")
     for retry in report.retries:
         retries.add_row(str(retry.failures), str(retry.checkouts), str(retry.succeeded),
