@@ -20,7 +20,7 @@ from pydantic import ConfigDict, field_validator
 from nilemetrics.protocol.lenient import lenient
 from nilemetrics.protocol.pushed import FiringAlert as ProtocolFiringAlert
 from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
-from nilemetrics.tui.useragent import describe_user_agent
+from nilemetrics.useragent import describe_user_agent
 
 
 class FrameError(ValueError):
