@@ -52,7 +52,10 @@ def test_history_week_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await _ready(app)(pilot)
-        await pilot.press("2", "w")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                         and app.screen.history is not None)
+        await pilot.press("w")
         await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen)
                          and app.screen.history is not None
                          and app.screen.history.step.value == "1h")

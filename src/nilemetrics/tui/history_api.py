@@ -8,7 +8,6 @@ field takes its default, an answer that is not the promised shape is an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +24,7 @@ from nilemetrics.protocol.history import (
 )
 from nilemetrics.protocol.lenient import lenient
 from nilemetrics.protocol.names import API_PREFIX, wire_time
+from nilemetrics.protocol.report import ReportOut
 from nilemetrics.tui.model import ErrorRow, Metrics, parse_error_rows
 
 
@@ -48,157 +48,23 @@ def _aware(at: datetime | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-# ------------------------------------------------------------------ the report
+# --------------------------------------------------------------- the answers
 
 
-@dataclass(frozen=True, slots=True)
-class PageTime:
-    """Average time on one page type (or one category / offer)."""
-
-    name: str
-    visits: int
-    avg_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelStep:
-    """One funnel step: sessions that got there, and the drop from the step before."""
-
-    step: str
-    sessions: int
-    drop_off: int | None
-    drop_off_rate: float | None
-    conversion: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Abandonment:
-    """A last page of sessions that started a checkout and never paid."""
-
-    page: str
-    sessions: int
-    share: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorCodeLine:
-    """One payment error code over the period."""
-
-    code: str
-    errors: int
-    checkouts: int
-    amount_at_stake: str
-    amount_recovered: str
-
-
-@dataclass(frozen=True, slots=True)
-class RetryLine:
-    """Checkouts that failed N times, and how many of them paid in the end."""
-
-    failures: int
-    checkouts: int
-    succeeded: int
-    share_of_failed: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """``GET /report``: the numbers ``nilemetrics report`` prints, for a period."""
-
-    since: datetime | None
-    until: datetime | None
-    time_on_page: list[PageTime] = field(default_factory=list)
-    by_category: list[PageTime] = field(default_factory=list)
-    by_offer: list[PageTime] = field(default_factory=list)
-    funnel: list[FunnelStep] = field(default_factory=list)
-    abandonment: list[Abandonment] = field(default_factory=list)
-    error_codes: list[ErrorCodeLine] = field(default_factory=list)
-    failed_checkouts: int = 0
-    succeeded_after_retry: int = 0
-    succeeded_after_retry_rate: float | None = None
-    retries: list[RetryLine] = field(default_factory=list)
-    payment_success: dict[str, float | int | None] = field(default_factory=dict)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _rate(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+def parse_time_text(value: str) -> datetime | None:
+    """An aware datetime from the wire's ISO text (``Z`` allowed), or ``None``."""
     try:
         return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
         return None
 
 
-def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def parse_report(data: Any) -> Report:
-    """The report from its JSON (the keys of ``server/reports.py``), odd parts left empty."""
+def parse_report(data: Any) -> ReportOut:
+    """``GET /report``'s answer (the numbers ``nilemetrics report`` prints)."""
     if not isinstance(data, dict):
         raise ApiError("the server's report is not an object")
-    pages = _section(data, "timeOnPage")
+    return lenient(ReportOut, data)
 
-    def times(rows: Any, key: str) -> list[PageTime]:
-        return [PageTime(str(row.get(key, "")), _int(row.get("visits")),
-                         _rate(row.get("avgSeconds")) or 0.0) for row in _dicts(rows)]
-
-    retries = _section(data, "retries")
-    success = _section(data, "paymentSuccess")
-    return Report(
-        since=_time(data.get("since")),
-        until=_time(data.get("until")),
-        time_on_page=times(pages.get("byPageType"), "pageType"),
-        by_category=times(pages.get("byCategory"), "identifier"),
-        by_offer=times(pages.get("byOffer"), "identifier"),
-        funnel=[
-            FunnelStep(str(row.get("step", "")), _int(row.get("sessions")),
-                       row["dropOff"] if isinstance(row.get("dropOff"), int) else None,
-                       _rate(row.get("dropOffRate")), _rate(row.get("conversion")))
-            for row in _dicts(data.get("funnel"))
-        ],
-        abandonment=[
-            Abandonment(
-                str(row.get("pageType", "")) + (f":{row['pageIdentifier']}"
-                                                 if row.get("pageIdentifier") else ""),
-                _int(row.get("sessions")), _rate(row.get("share")))
-            for row in _dicts(data.get("abandonment"))
-        ],
-        error_codes=[
-            ErrorCodeLine(str(row.get("errorCode", "")), _int(row.get("errors")),
-                          _int(row.get("checkouts")), str(row.get("amountAtStake", "")),
-                          str(row.get("amountRecovered", "")))
-            for row in _dicts(data.get("paymentErrors"))
-        ],
-        failed_checkouts=_int(retries.get("failedCheckouts")),
-        succeeded_after_retry=_int(retries.get("succeededAfterRetry")),
-        succeeded_after_retry_rate=_rate(retries.get("succeededAfterRetryRate")),
-        retries=[
-            RetryLine(_int(row.get("failures")), _int(row.get("checkouts")),
-                      _int(row.get("succeeded")), _rate(row.get("shareOfFailedCheckouts")))
-            for row in _dicts(retries.get("byFailures"))
-        ],
-        payment_success={key: value for key, value in success.items()
-                          if value is None or isinstance(value, int | float)},
-    )
-
-
-# --------------------------------------------------------------- the answers
 
 
 def parse_history(data: Any) -> HistoryOut:
@@ -250,10 +116,11 @@ class HistoryApi:
                 response = await client.get(self.base + path, params=params)
         except httpx.HTTPError as exc:
             raise ApiError(f"could not reach the server ({exc.__class__.__name__})") from exc
-        if response.status_code == 404 and path.startswith("/sessions/"):
-            raise ApiError("no such session (it may have been forgotten)")
+        if response.status_code == 404 and _detail(response) == "Not Found":
+            # FastAPI's answer for a route it does not have.
+            raise ApiError(f"this server has no {path} (an older version)")
         if response.status_code == 404:
-            raise ApiError(f"this server has no {path.split('?')[0]} (an older version)")
+            raise ApiError(_detail(response))
         if response.status_code in (401, 403):
             raise ApiError(f"the server refused the token (HTTP {response.status_code})")
         if response.status_code != 200:
@@ -296,7 +163,7 @@ class HistoryApi:
         """What one session did, in order."""
         return parse_journey(await self._get(f"/sessions/{session_id}"))
 
-    async def report(self, since: datetime, until: datetime) -> Report:
+    async def report(self, since: datetime, until: datetime) -> ReportOut:
         """The session analytics of a period."""
         return parse_report(await self._get(
             "/report", {"since": wire_time(since), "until": wire_time(until)}))

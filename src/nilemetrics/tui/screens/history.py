@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
 from nilemetrics.protocol.history import HistoryOut, HistoryPoint
 from nilemetrics.tui.history_api import ApiError
@@ -141,13 +142,18 @@ class HistoryScreen(Screen[None]):
         points = history.points
         fmt = self.range.tick_format
         xs = [float(i) for i in range(len(points))]
-        ticks = xs[:: max(len(xs) // (TICKS - 1), 1)] if xs else []
-        labels = [_tick_label(points[int(i)], fmt) for i in ticks]
         for chart_id, title, field in CHARTS:
             plot = self.query_one(f"#{chart_id}", PlotextPlot)
+            # Labels well apart: Plotext places colliding labels in an order that varies
+            # from run to run (it dedupes through a set).
+            width = len(_tick_label(points[0], fmt)) + 8 if points else 1
+            count = max(2, min(TICKS, plot.size.width // width)) if plot.size.width else TICKS
+            ticks = xs[:: max(len(xs) // count, 1)] if xs else []
+            labels = [_tick_label(points[int(i)], fmt) for i in ticks]
+            # A fresh figure each time: clear_figure() leaves some layout state behind (the
+            # tick labels of a range came out a column apart after another range).
+            plot._plot = Plot()
             plt = plot.plt
-            plt.clear_data()
-            plt.clear_figure()
             ys = [getattr(point, field) for point in points]
             if xs:
                 plt.plot(xs, ys, marker="braille")

@@ -18,7 +18,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from nilemetrics.tui.history_api import ApiError, Report
+from nilemetrics.protocol.report import ReportOut
+from nilemetrics.tui.history_api import ApiError, parse_time_text
 from nilemetrics.tui.ranges import RANGES, RANGES_BY_KEY, Range
 from nilemetrics.tui.view_keys import view_bindings
 
@@ -40,14 +41,16 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
-def report_tables(report: Report) -> dict[str, Table]:
+def report_tables(report: ReportOut) -> dict[str, Table]:
     """The report's sections as Rich tables, by widget id, in reading order."""
     pages = _table("Average time on page", "page type", "visits", "avg time")
-    for row in report.time_on_page:
-        pages.add_row(row.name, str(row.visits), f"{row.avg_seconds:.1f}s")
-    for title, rows in (("category", report.by_category), ("offer", report.by_offer)):
-        for row in rows:
-            pages.add_row(f"{title}:{row.name}", str(row.visits), f"{row.avg_seconds:.1f}s")
+    times = report.time_on_page
+    for row in times.by_page_type:
+        pages.add_row(row.page_type, str(row.visits), f"{row.avg_seconds:.1f}s")
+    for title, rows in (("category", times.by_category), ("offer", times.by_offer)):
+        for ident in rows:
+            pages.add_row(f"{title}:{ident.identifier}", str(ident.visits),
+                          f"{ident.avg_seconds:.1f}s")
     funnel = _table("Conversion funnel", "step", "sessions", "drop-off", "conversion")
     for step in report.funnel:
         drop = "" if step.drop_off is None else f"{step.drop_off} ({pct(step.drop_off_rate)})"
@@ -55,29 +58,30 @@ def report_tables(report: Report) -> dict[str, Table]:
     abandon = _table("Abandonment points (last page, checkout not paid)", "page", "sessions",
                      "share")
     for point in report.abandonment:
-        abandon.add_row(point.page, str(point.sessions), pct(point.share))
+        page = point.page_type + (f":{point.page_identifier}" if point.page_identifier else "")
+        abandon.add_row(page, str(point.sessions), pct(point.share))
     codes = _table("Payment errors by code", "error code", "errors", "checkouts", "at stake",
                    "recovered")
-    for line in report.error_codes:
-        codes.add_row(line.code, str(line.errors), str(line.checkouts), line.amount_at_stake,
-                      line.amount_recovered)
+    for line in report.payment_errors:
+        codes.add_row(line.error_code, str(line.errors), str(line.checkouts),
+                      line.amount_at_stake, line.amount_recovered)
+    retry = report.retries
     retries = _table(
-        f"Retries: {report.succeeded_after_retry} of {report.failed_checkouts} failed "
-        f"checkouts paid later ({pct(report.succeeded_after_retry_rate)})",
+        f"Retries: {retry.succeeded_after_retry} of {retry.failed_checkouts} failed "
+        f"checkouts paid later ({pct(retry.succeeded_after_retry_rate)})",
         "failures", "checkouts", "paid after", "share of failed")
-    for retry in report.retries:
-        retries.add_row(str(retry.failures), str(retry.checkouts), str(retry.succeeded),
-                        pct(retry.share_of_failed))
+    for step_ in retry.by_failures:
+        retries.add_row(str(step_.failures), str(step_.checkouts), str(step_.succeeded),
+                        pct(step_.share_of_failed_checkouts))
     pay = report.payment_success
     success = _table("Payment success", "measure", "value")
-    for label, key, rate in (("checkouts started", "checkouts", False),
-                             ("with a payment outcome", "checkoutsWithOutcome", False),
-                             ("paid", "paid", False),
-                             ("success rate (per checkout)", "successRate", True),
-                             ("payment attempts", "paymentAttempts", False),
-                             ("success rate (per attempt)", "attemptSuccessRate", True)):
-        value = pay.get(key)
-        success.add_row(label, pct(value) if rate else str(value if value is not None else 0))
+    for label, value in (("checkouts started", str(pay.checkouts)),
+                         ("with a payment outcome", str(pay.checkouts_with_outcome)),
+                         ("paid", str(pay.paid)),
+                         ("success rate (per checkout)", pct(pay.success_rate)),
+                         ("payment attempts", str(pay.payment_attempts)),
+                         ("success rate (per attempt)", pct(pay.attempt_success_rate))):
+        success.add_row(label, value)
     return {"report-pages": pages, "report-funnel": funnel, "report-abandonment": abandon,
             "report-codes": codes, "report-retries": retries, "report-success": success}
 
@@ -98,7 +102,7 @@ class ReportScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.report: Report | None = None
+        self.report: ReportOut | None = None
 
     @property
     def dashboard(self) -> NileMetricsApp:
@@ -155,7 +159,7 @@ class ReportScreen(Screen[None]):
         for widget_id, table in report_tables(report).items():
             self.query_one(f"#{widget_id}", Static).update(table)
         period = ""
-        if report.since and report.until:
-            period = (f"{report.since.astimezone():%Y-%m-%d %H:%M} → "
-                      f"{report.until.astimezone():%Y-%m-%d %H:%M}")
+        start, end = parse_time_text(report.since), parse_time_text(report.until)
+        if start and end:
+            period = f"{start.astimezone():%Y-%m-%d %H:%M} → {end.astimezone():%Y-%m-%d %H:%M}"
         self._title(period or "no period")
