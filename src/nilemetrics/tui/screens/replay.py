@@ -83,6 +83,11 @@ class ReplayScreen(LiveScreen, inherit_bindings=False):
         except ApiError as exc:
             self.post_message(Notice(f"Could not replay {at.astimezone():%H:%M}: {exc}",
                                      "error", None))
+            if self.loaded_at is not None and at == self.at:
+                # Stay on the minute whose numbers are on screen, and say that one.
+                self.at = self.loaded_at
+                self._status.replay = replay_marker(self.at)
+                self._show_time()
             return
         if at != self.at:
             return  # the user stepped on meanwhile; that minute's load follows
