@@ -129,19 +129,24 @@ async def test_history_replay_journey_and_report_on_a_real_server(
         rows = replay.query_one(ErrorTable).rows_shown
         assert [(r.email, r.error_code, r.amount_text) for r in rows] == [
             ("ann@example.com", "card_declined", "25.50")]
-        # A minute back: 12:00, sampled before Ann's first page (nobody live).
+        # A minute back: 12:00 as it ended (the 12:01 sample: Ann on shoes, no error yet).
         await pilot.press("left")
         await wait_until(pilot, lambda: replay.loaded_at == T0, timeout=10)
-        await wait_until(pilot, lambda: "REPLAY 13:00" in screen_text(app) and read_digits(
-            app, replay.query_one("#categories").query_one(Digits)) == "0")
+        await wait_until(pilot, lambda: "REPLAY 13:00" in screen_text(app)
+                         and replay.query_one(ErrorTable).row_count == 0)
+        assert read_digits(app, replay.query_one("#categories").query_one(Digits)) == "1"
         # Before the server ran, no minute was sampled: the server's reason is on screen and
         # the replay stays on the minute it shows.
         await pilot.press("left")
-        await wait_until(pilot, lambda: "Could not replay 12:59: no live numbers recorded for "
-                         "the minute of 2026-11-24T11:59:00Z: no server was sampling then"
+        await wait_until(pilot, lambda: replay.loaded_at == T0 - timedelta(minutes=1),
+                         timeout=10)
+        await pilot.press("left")
+        await wait_until(pilot, lambda: "Could not replay 12:58: no live numbers recorded for "
+                         "the minute of 2026-11-24T11:58:00Z: no server was sampling then"
                          in re.sub(r"\s+", " ", screen_text(app)), timeout=10)
-        assert replay.at == T0 and "REPLAY 13:00" in screen_text(app)
-        await pilot.press("right")
+        assert replay.loaded_at == T0 - timedelta(minutes=1)
+        assert "REPLAY 12:59" in screen_text(app)
+        await pilot.press("right", "right")
         await wait_until(pilot, lambda: replay.loaded_at == T0 + timedelta(minutes=1),
                          timeout=10)
         await pilot.press("escape")

@@ -111,10 +111,11 @@ async def test_enter_replays_a_minute_and_escape_returns_live(
         assert isinstance(replay, ReplayScreen)
         at = T0 - timedelta(minutes=5)
         assert replay.at == at
-        assert "/history/snapshot?at=2026-11-24T11%3A55%3A00Z" in api.requests
+        # The numbers as the minute ended: the next minute's sample.
+        assert "/history/snapshot?at=2026-11-24T11%3A56%3A00Z" in api.requests
         assert "/payment-errors?until=2026-11-24T11%3A56%3A00Z&limit=50" in api.requests
         await wait_until(pilot, lambda: "REPLAY 12:55 · 2026-11-24" in screen_text(app))
-        homepage = minute_point(at).pages["homepage"]
+        homepage = minute_point(at + timedelta(minutes=1)).pages["homepage"]
         await wait_until(pilot, lambda: read_digits(
             app, replay.query_one("#homepage").query_one(Digits)) == str(homepage))
         assert replay.query_one(StatusBar).replay.startswith("REPLAY 12:55")
@@ -123,7 +124,7 @@ async def test_enter_replays_a_minute_and_escape_returns_live(
         await pilot.press("left")
         await wait_until(pilot, lambda: replay.loaded_at == at - timedelta(minutes=1))
         await wait_until(pilot, lambda: "REPLAY 12:54" in screen_text(app))
-        homepage = minute_point(at - timedelta(minutes=1)).pages["homepage"]
+        homepage = minute_point(at).pages["homepage"]
         await wait_until(pilot, lambda: read_digits(
             app, replay.query_one("#homepage").query_one(Digits)) == str(homepage))
         # Never past the server's now.

@@ -31,6 +31,11 @@ from nilemetrics.tui.model import ErrorRow, Metrics, parse_error_rows
 class ApiError(Exception):
     """An answer the dashboard cannot use; the message says why, for the screen."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status when the server answered (``None``: no usable answer)."""
+
 
 def api_base(server_url: str) -> str:
     """``http://host:port/api/metrics`` for a server address (or a ws:// URL)."""
@@ -116,15 +121,16 @@ class HistoryApi:
                 response = await client.get(self.base + path, params=params)
         except httpx.HTTPError as exc:
             raise ApiError(f"could not reach the server ({exc.__class__.__name__})") from exc
-        if response.status_code == 404 and _detail(response) == "Not Found":
+        status = response.status_code
+        if status == 404 and _detail(response) == "Not Found":
             # FastAPI's answer for a route it does not have.
-            raise ApiError(f"this server has no {path} (an older version)")
-        if response.status_code == 404:
-            raise ApiError(_detail(response))
-        if response.status_code in (401, 403):
-            raise ApiError(f"the server refused the token (HTTP {response.status_code})")
-        if response.status_code != 200:
-            raise ApiError(f"the server answered {response.status_code}: {_detail(response)}")
+            raise ApiError(f"this server has no {path} (an older version)", status)
+        if status == 404:
+            raise ApiError(_detail(response), status)
+        if status in (401, 403):
+            raise ApiError(f"the server refused the token (HTTP {status})", status)
+        if status != 200:
+            raise ApiError(f"the server answered {status}: {_detail(response)}", status)
         try:
             return response.json()
         except ValueError as exc:
@@ -136,7 +142,7 @@ class HistoryApi:
             "since": wire_time(since), "until": wire_time(until), "step": step.value}))
 
     async def snapshot(self, at: datetime) -> Metrics:
-        """The live numbers as they were at the minute ``at``."""
+        """The live numbers as they were at the start of the minute ``at``."""
         data = await self._get("/history/snapshot", {"at": wire_time(at)})
         return Metrics.from_data(data) if isinstance(data, dict) else _no_object()
 

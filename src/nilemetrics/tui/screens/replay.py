@@ -12,7 +12,7 @@ from textual.screen import Screen
 from nilemetrics.protocol.history import Step
 from nilemetrics.tui.history_api import ApiError
 from nilemetrics.tui.messages import Notice
-from nilemetrics.tui.model import History, errors_in_last_minute, span_text
+from nilemetrics.tui.model import History, Metrics, errors_in_last_minute, span_text
 from nilemetrics.tui.panels import PANELS
 from nilemetrics.tui.screens.live import LiveScreen
 
@@ -31,9 +31,10 @@ def replay_marker(at: datetime) -> str:
 
 
 class ReplayScreen(LiveScreen, inherit_bindings=False):
-    """The live screen's panels, lines and table from the server's history of one minute.
+    """The live screen as it was when a minute ended, from the server's history.
 
-    The numbers come from ``/history/snapshot``, the table from ``/payment-errors``
+    The numbers come from ``/history/snapshot`` (sampled at each minute's start: the
+    next minute's sample is the end of this one), the table from ``/payment-errors``
     up to the end of the minute, the sparklines from the ten minutes before.
     """
 
@@ -76,7 +77,7 @@ class ReplayScreen(LiveScreen, inherit_bindings=False):
         api = self.dashboard.api
         end = at + MINUTE
         try:
-            metrics = await api.snapshot(at)
+            metrics = await self._numbers_at_end(at)
             rows = await api.payment_errors(until=end)
             history = await api.history(end - timedelta(seconds=self.dashboard.config
                                                          .history_seconds), end, Step.MINUTE)
@@ -107,6 +108,18 @@ class ReplayScreen(LiveScreen, inherit_bindings=False):
         self._payments.alert = (errors_in_last_minute(rows, end)
                                 > self.dashboard.config.alert_errors_per_min)
         self._clear_notice()
+
+    async def _numbers_at_end(self, at: datetime) -> Metrics:
+        """The live numbers as the minute ended (the next minute's sample), so that they
+        agree with the table of the errors up to then; for the minute still running, its
+        start's sample."""
+        api = self.dashboard.api
+        try:
+            return await api.snapshot(at + MINUTE)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        return await api.snapshot(at)
 
     # ---------------------------------------------------------- rendering
 
