@@ -81,7 +81,7 @@ def timeline(journey: JourneyOut) -> list[TimelineLine]:
             after = f" after {tries} failed attempt(s)" if tries else ""
             add(checkout.completed_at, "paid", f"paid {_money(checkout.total_amount)}{after}")
         elif checkout.status in ("abandoned", "failed"):
-            add(None, "end", f"checkout {checkout.status}")
+            add(None, "end", f"checkout not paid (status {checkout.status})")
     lines.sort(key=lambda item: (item[0], item[1]))
     out = [line for _at, _order, line in lines]
     # Lines without a time (a checkout's outcome) go after the checkout, not first.

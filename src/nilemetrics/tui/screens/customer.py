@@ -166,6 +166,9 @@ class CustomerScreen(Screen[None]):
             self._status(f"could not look it up: {exc}")
             return
         self.found = found
+        if found is None and journey is not None:
+            # Nobody to look up (an anonymous session): list the one session shown.
+            found = SessionsOut(total=1, offset=0, limit=1, sessions=[journey.session])
         self._show_sessions(found, session_id)
         if journey is None:
             self._status(f"no sessions for {text}")

@@ -33,11 +33,13 @@ def pct(value: float | None) -> str:
 
 
 def _table(title: str, *columns: str) -> Table:
+    # One space between columns: an error code such as insufficient_funds fits whole
+    # beside four figures in half of a 120-column terminal.
     table = Table(title=title, title_justify="left", expand=True, box=None,
-                  header_style="bold", pad_edge=False)
+                  header_style="bold", pad_edge=False, padding=(0, 0, 0, 1))
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index == 0 else "right",
-                         no_wrap=index > 0, overflow="ellipsis")
+                         no_wrap=True, overflow="ellipsis", min_width=len(column))
     return table
 
 
