@@ -66,6 +66,8 @@ CATCH_UP_MINUTES = 360
 MAX_BUCKETS = 5000
 
 _ZERO = Decimal("0.00")
+#: Every rollup column but the replay body (large, and only the snapshot endpoint needs it).
+_FIGURES = tuple(c for c in rollups_t.columns if c.name != "live")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -380,7 +382,7 @@ def fold_hours(conn: Connection) -> int:
         return 0
     hours: dict[datetime, tuple[Figures, int | None, dict[str, int]]] = {}
     for row in conn.execute(
-        select(rollups_t).where(
+        select(*_FIGURES).where(
             (r.resolution == MINUTE_ROW) & (r.bucket_start >= start) & (r.bucket_start < end)
         )
     ):
@@ -484,7 +486,7 @@ def history(
     r = rollups_t.c
     hour_start = floor_time(start, HOUR)
     hour_rows = list(conn.execute(
-        select(rollups_t).where(
+        select(*_FIGURES).where(
             (r.resolution == HOUR_ROW) & (r.bucket_start >= hour_start) & (r.bucket_start < end)
         ).order_by(r.bucket_start)
     ))
@@ -507,7 +509,7 @@ def history(
         _add_row(into(max(_aware(row.bucket_start), start)), row)
     if minutes_from < end:
         for row in conn.execute(
-            select(rollups_t).where(
+            select(*_FIGURES).where(
                 (r.resolution == MINUTE_ROW) & (r.bucket_start >= minutes_from)
                 & (r.bucket_start < end)
             )
