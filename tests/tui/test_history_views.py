@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from textual.widgets import Digits
 
@@ -270,3 +271,28 @@ def test_recorded_history_has_every_bucket() -> None:
     body = history_body(T0 - timedelta(hours=1), T0, Step.FIVE_MINUTES)
     assert [p.at for p in body.points] == [T0 - timedelta(minutes=60 - 5 * i)
                                            for i in range(12)]
+
+
+async def test_history_and_report_refresh_while_shown(make_app: MakeApp, feed: RecordedFeed,
+                                                      api: RecordedApi, mono: Any) -> None:
+    """Shown, History asks again as time goes on and keeps the cursor on its bucket."""
+    app = make_app(feed, api=api, history_refresh_seconds=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.histories_preloaded)
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                         and app.screen.history is not None)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await pilot.press("left", "left")
+        await wait_until(pilot, lambda: screen.cursor_time() == T0 - timedelta(minutes=2))
+        asked = sum(r.startswith("/history?") for r in api.requests)
+        mono.advance(60)  # the server's clock moves a minute on: the window too
+        await wait_until(pilot, lambda: sum(r.startswith("/history?") for r in api.requests)
+                         > asked and screen.history is not None
+                         and screen.history.points[-1].at == T0 + timedelta(minutes=1))
+        assert screen.cursor_time() == T0 - timedelta(minutes=2)
+        reports = sum(r.startswith("/report?") for r in api.requests)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: sum(r.startswith("/report?") for r in api.requests)
+                         >= reports + 2, what="the report asked again")

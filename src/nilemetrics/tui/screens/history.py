@@ -99,8 +99,14 @@ class HistoryScreen(Screen[None]):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        """Say what is shown (the history loads when the screen shows)."""
+        """Say what is shown (the history loads when the screen shows), and keep it fresh."""
         self._show_title()
+        self.set_interval(self.dashboard.config.history_refresh_seconds, self._refresh_while_shown)
+
+    def _refresh_while_shown(self) -> None:
+        """While on screen, the period moves on with the clock."""
+        if self.is_current:
+            self.action_refresh()
 
     def on_screen_resume(self) -> None:
         """Showing the screen (the first time too) loads the period up to now."""
@@ -127,11 +133,24 @@ class HistoryScreen(Screen[None]):
             return
         if range_ is not self.range:
             return
-        keep = self.history is not None and self.history.step == history.step
+        self.cursor = self._cursor_for(history)
         self.history = history
-        last = max(len(history.points) - 1, 0)
-        self.cursor = min(self.cursor, last) if keep else last
         self._draw()
+
+    def _cursor_for(self, history: HistoryOut) -> int:
+        """Where the cursor goes in a new answer: on the same bucket as before (the newest
+        if it was on the newest, or is gone), else the newest."""
+        last = max(len(history.points) - 1, 0)
+        old = self.history
+        if old is None or old.step != history.step or not old.points:
+            return last
+        if self.cursor >= len(old.points) - 1:
+            return last
+        at = old.points[self.cursor].at
+        for index, point in enumerate(history.points):
+            if point.at == at:
+                return index
+        return last
 
     # ------------------------------------------------------------- drawing
 

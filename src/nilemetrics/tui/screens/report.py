@@ -125,6 +125,14 @@ class ReportScreen(Screen[None]):
                 yield Static("", id=widget_id, classes="report-section")
         yield Footer(show_command_palette=False)
 
+    def on_mount(self) -> None:
+        """Keep the report fresh while it is shown."""
+        self.set_interval(self.dashboard.config.history_refresh_seconds, self._refresh_while_shown)
+
+    def _refresh_while_shown(self) -> None:
+        if self.is_current:
+            self._load(self.range)  # quietly: the numbers on screen stay until the answer
+
     def on_screen_resume(self) -> None:
         """Showing the screen (the first time too) reports the default period up to now
         (the last 24 hours, as `nilemetrics report`)."""
