@@ -97,9 +97,12 @@ async def test_history_replay_journey_and_report_on_a_real_server(
         await wait_until(pilot, lambda: app.histories_preloaded, timeout=15,
                          what="sparklines preloaded")
         live = app.screen
-        # The category panel's sparkline starts with the sampled minute (Ann on shoes).
-        categories = app.histories["categories"].values(app.clock.server_now())
-        assert 1.0 in categories and len(categories) > 6
+        # The category panel's sparkline holds the server's minutes, in its 10 s bars: 12:00
+        # (nobody live when sampled), 12:01 (Ann on shoes), and the ten minutes before.
+        categories = app.histories["categories"].values(T0 + timedelta(seconds=119))
+        assert len(categories) == 60
+        assert categories[-12:] == [0.0] * 6 + [1.0] * 6
+        assert categories[:-12] == [0.0] * 48
 
         # History: the last hour per minute; the cursor on 12:01 reads its figures.
         await pilot.press("2")

@@ -143,6 +143,7 @@ class NileMetricsApp(App[None]):
         self.histories_preloaded = False
         #: Why they did not (no notice: the dashboard works as before without history).
         self.preload_error: str | None = None
+        self._preload_pending = False
         self.tick_interval = tick_interval
         self.clock = FeedClock(monotonic, wall_clock or (lambda: datetime.now(UTC)),
                                config.heartbeat_interval)
@@ -259,7 +260,8 @@ class NileMetricsApp(App[None]):
         self.connection = event
         self.live_screen.post_message(message)
         if isinstance(event, Connected) and not self.histories_preloaded:
-            self._preload_histories()
+            # Asked once the first numbers give the server's time (its clock may not be ours).
+            self._preload_pending = True
         if isinstance(event, AuthRefused):
             self.show_notice(
                 f"Not authorised: {event.reason}. Pass --token or set "
@@ -278,6 +280,9 @@ class NileMetricsApp(App[None]):
         self.metrics = message.metrics
         self.live_screen.post_message(message)
         self.check_alert()
+        if self._preload_pending:
+            self._preload_pending = False
+            self._preload_histories()
 
     def on_errors_received(self, message: ErrorsReceived) -> None:
         """Keep the rows for the alert and pass them on."""
