@@ -260,6 +260,20 @@ def sample_live(conn: Connection, now: datetime, live_window: float) -> bool:
     return True
 
 
+def has_work(conn: Connection, now: datetime) -> bool:
+    """Whether this minute is not sampled yet or a finished minute is not counted yet."""
+    r = rollups_t.c
+    sampled = conn.execute(
+        select(r.live_sessions).where(
+            (r.resolution == MINUTE_ROW) & (r.bucket_start == floor_time(now, MINUTE))
+        )
+    ).scalar_one_or_none()
+    if sampled is None:
+        return True
+    until = counted_until(conn)
+    return until is None or until < floor_time(now - timedelta(seconds=SETTLE), MINUTE)
+
+
 def counted_until(conn: Connection) -> datetime | None:
     """The end of the last minute counted, or None before the first count."""
     r = rollups_t.c

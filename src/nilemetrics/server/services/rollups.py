@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection
 
@@ -17,6 +18,7 @@ from nilemetrics.server.rollups import (
     drop_old_minutes,
     floor_time,
     fold_hours,
+    has_work,
     sample_live,
 )
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from nilemetrics.server.state import ServerState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Key of the PostgreSQL advisory lock held by a rollup transaction: two processes that
 #: both briefly believe they lead take turns instead of writing the same rows.
@@ -39,35 +42,41 @@ def _locked(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK_KEY})")
 
 
+async def _write(state: ServerState, job: Callable[[Connection], T]) -> T:
+    """Run a rollup transaction: on SQLite in the writer's turn (one writer at a time);
+    on PostgreSQL on a connection of its own, so ingestion's group commits never pause
+    for it (its rows are nobody else's)."""
+    if state.engine.dialect.name == "postgresql":
+        return await state.read(job)  # a transaction of its own, committed at the end
+    return await state.writer.run_job(job, notify=False)
+
+
 async def run_rollups(state: ServerState) -> int:
-    """One tick: sample this minute, count every finished minute, fold; minutes counted."""
+    """One tick: sample this minute, count every finished minute, fold; minutes counted.
+
+    Most ticks find nothing to do (a read, no write): the writer is asked for a turn
+    only at the start of a minute.
+    """
     now = state.now()
     window = state.settings.live_window
-
-    def sample(conn: Connection) -> bool:
-        _locked(conn)
-        return sample_live(conn, now, window)
-
-    await state.writer.run_job(sample, notify=False)
+    if not await state.read(lambda conn: has_work(conn, now)):
+        return 0
     counted = 0
     while True:  # catching up: one short transaction per chunk, batches in between
 
-        def count(conn: Connection) -> tuple[datetime, datetime] | None:
+        def step(conn: Connection) -> tuple[datetime, datetime] | None:
             _locked(conn)
-            return count_minutes(conn, now)
+            sample_live(conn, now, window)
+            done = count_minutes(conn, now)
+            if done is None:
+                fold_hours(conn)
+                drop_old_minutes(conn, now)
+            return done
 
-        done = await state.writer.run_job(count, notify=False)
+        done = await _write(state, step)
         if done is None:
-            break
+            return counted
         counted += int((done[1] - done[0]).total_seconds()) // MINUTE
-
-    def fold(conn: Connection) -> None:
-        _locked(conn)
-        fold_hours(conn)
-        drop_old_minutes(conn, now)
-
-    await state.writer.run_job(fold, notify=False)
-    return counted
 
 
 def _until_next_tick(now: datetime, interval: float) -> float:
