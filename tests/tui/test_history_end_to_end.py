@@ -86,7 +86,8 @@ def _app(server: LiveServer, tmp_path: Path, **changes: Any) -> NileMetricsApp:
                                           export_dir=tmp_path, **changes))
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", pytest.param(
+    "postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_history_replay_journey_and_report_on_a_real_server(
         server: LiveServer, tmp_path: Path) -> None:
     """Seeded history: sparklines preloaded, the chart's 12:01, its replay, Ann's journey, the
