@@ -48,6 +48,9 @@ def watch(
 ) -> None:
     """Open the live dashboard: visitors per page, the checkout funnel, payment errors.
 
+    Number keys switch views: 1 Live, 2 History (charts; Enter replays a minute),
+    3 Customer (a person's sessions and journey), 4 Report.
+
     Example: nilemetrics watch --url http://shop-metrics:8000
     Example: nilemetrics watch --at "2026-12-01 03:10"
     """
