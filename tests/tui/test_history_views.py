@@ -81,7 +81,8 @@ async def test_history_charts_cursor_and_ranges(make_app: MakeApp, feed: Recorde
         earlier = minute_point(T0 - timedelta(minutes=2))
         await wait_until(pilot, lambda: "2026-11-24 12:58 (1m)" in screen_text(app))
         text = screen_text(app)
-        assert f"live {earlier.live_sessions} · page visits {earlier.page_visits}" in text
+        assert f"live {earlier.live_sessions} (homepage {earlier.pages['homepage']}, " in text
+        assert f"· page visits {earlier.page_visits}" in text
         assert f"Payment successes: {earlier.payment_successes}" in text
         for key, step, hours in (("d", Step.FIVE_MINUTES, 24), ("w", Step.HOUR, 168),
                                  ("m", Step.HOUR, 720)):

@@ -41,7 +41,9 @@ def point_text(point: HistoryPoint, range_: Range) -> str:
     when = f"{at:%Y-%m-%d %H:%M}" if at else "?"
     codes = sorted(point.payment_errors_by_code.items(), key=lambda kv: (-kv[1], kv[0]))
     code_text = f" ({', '.join(f'{c} {n}' for c, n in codes[:3])})" if codes else ""
-    return (f"{when} ({range_.step.value}) · live {point.live_sessions} · "
+    pages = sorted(point.pages.items(), key=lambda kv: (-kv[1], kv[0]))
+    on_pages = f" ({', '.join(f'{p} {n}' for p, n in pages[:3] if n)})" if pages else ""
+    return (f"{when} ({range_.step.value}) · live {point.live_sessions}{on_pages} · "
             f"page visits {point.page_visits} · sessions started {point.sessions_started} · "
             f"checkouts {point.checkouts_started} · payment errors {point.payment_errors}"
             f"{code_text} · paid {point.payment_successes} ({point.amount_paid:.2f}) · "
