@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
@@ -156,6 +156,10 @@ class HistoryScreen(Screen[None]):
 
     # ------------------------------------------------------------- drawing
 
+    def on_resize(self, _event: events.Resize) -> None:
+        """The ticks fit the charts' size: draw again (after the new layout)."""
+        self.call_after_refresh(self._draw)
+
     def _draw(self) -> None:
         history = self.history
         if history is None:
@@ -182,8 +186,11 @@ class HistoryScreen(Screen[None]):
                 plt.vline(self.cursor, "red")
                 top = max(max(ys), 1)
                 plt.ylim(0, top)
-                # Counts: whole numbers on the axis, not 6.2 sessions.
-                plt.yticks(sorted({round(top * i / 4) for i in range(5)}))
+                # Counts: whole numbers on the axis, not 6.2 sessions, as many as have a
+                # row apart (Plotext drops colliding ones in an order that varies by run).
+                rows = max(plot.size.height - 3, 2)
+                parts = max(1, min(4, rows // 3))
+                plt.yticks(sorted({round(top * i / parts) for i in range(parts + 1)}))
                 plt.xlim(0, max(len(xs) - 1, 1))
             value = ys[self.cursor] if ys else 0
             plot.border_title = f"{title}: {value}"
