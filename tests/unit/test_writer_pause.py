@@ -64,10 +64,12 @@ async def _run(tmp_path: Path, seconds: float, victim: bool) -> tuple[Timed, lis
     return writer, waits
 
 
-def _large_gaps(log: list[tuple[float, float, int]], after: float = 0.0) -> list[float]:
-    """Idle time before each flood batch after the first, of those ending after ``after``."""
+def _large_gaps(
+    log: list[tuple[float, float, int]], after: float = 0.0, before: float = float("inf")
+) -> list[float]:
+    """Idle time before each flood batch after the first, of those between the bounds."""
     large = [(start, end) for start, end, size in log
-             if size > writer_module.SMALL_TURN and end > after]
+             if size > writer_module.SMALL_TURN and end > after and start < before]
     return [nxt[0] - prev[1] for prev, nxt in zip(large, large[1:], strict=False)]
 
 
@@ -76,9 +78,10 @@ async def test_a_flood_pauses_after_each_batch_while_another_client_sends(
 ) -> None:
     """Each flood batch is followed by a pause; the victim's events mostly run in it."""
     writer, waits = await _run(tmp_path, 1.5, victim=True)
-    # From the victim's first event on (before it, the flood was alone).
-    first_small = min(end for _, end, size in writer.log if size <= writer_module.SMALL_TURN)
-    gaps = _large_gaps(writer.log, after=first_small)
+    # While the victim sends (before its first event and once it has stopped, the
+    # flood is alone and gets the whole writer).
+    small = [end for _, end, size in writer.log if size <= writer_module.SMALL_TURN]
+    gaps = _large_gaps(writer.log, after=min(small), before=max(small))
     assert len(gaps) >= 5
     # A pause of at least LARGE_PAUSE times a batch's cost between flood batches
     # (the pause is a timeout: never shorter).

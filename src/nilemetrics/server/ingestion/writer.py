@@ -105,7 +105,7 @@ SMALL_TURN = 64
 #: events part of the time, so most of them (a client awaits each answer before
 #: sending on) find it idle: large turns get 1 / (1 + LARGE_PAUSE) of the writer
 #: while others are active, all of it when they are alone.
-LARGE_PAUSE = 1.0
+LARGE_PAUSE = 2.0
 SMALL_RECENT_S = 1.0
 
 
