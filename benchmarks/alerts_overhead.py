@@ -11,11 +11,13 @@ sessions) against ``nilemetrics serve``, alternately:
   Apprise's plugins (a one-off second of CPU at start).
 
 Every measurement gets a fresh, empty database (a database that grows from run
-to run would favour whichever mode runs first). Each database type gets pairs
-in the order off-on, on-off, off-on, ... so that drift in the machine's load
-falls on both; each pair gives a ratio, and the median pair ratio is the result
-(a burst of someone else's load spoils one pair, not the mean). Target: on
-within 3% of off.
+to run would favour whichever mode runs first). By default both servers run at
+once, each under its own wrk, so the same seconds of other people's load fall
+on both; rounds alternate which one starts first. Each round gives a ratio, and
+the median round ratio is the result. ``--sequential`` runs one server at a
+time instead, in pairs off-on, on-off, ... (more sensitive to drift: with a
+noisy neighbour its ratios swing by tens of percent). Target: on within 3% of
+off.
 
 On a shared machine events/s swing by tens of percent between identical runs, so
 the script also measures what the server itself spends: CPU seconds of the
@@ -23,7 +25,7 @@ the script also measures what the server itself spends: CPU seconds of the
 far less sensitive to other people's load, and it is what alerts and /metrics
 add (PostgreSQL's own CPU, shared with other users of the cluster, is not in it).
 
-    python -m benchmarks.alerts_overhead [--duration 15] [--rounds 2] [--skip-pg]
+    python -m benchmarks.alerts_overhead [--duration 15] [--rounds 2] [--skip-pg] [--sequential]
 
 Needs ``wrk``. Prints a table and writes results/alerts_overhead.json.
 """
@@ -186,6 +188,8 @@ def main() -> None:
     parser.add_argument("--scrape-every", type=float, default=1.0)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--sequential", action="store_true",
+                        help="one server at a time (default: off and on side by side)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -199,7 +203,9 @@ def main() -> None:
     py = sys.executable
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
 
-    def measure(db: str, url: str, mode: str) -> None:
+    @contextlib.contextmanager
+    def running(db: str, url: str, mode: str) -> Iterator[tuple[str, int, dict[str, str]]]:
+        """A warmed-up server in ``mode`` on ``url``: its base URL, pid and wrk's env."""
         port = free_port()
         extra = {"NILEMETRICS_DATABASE_URL": url}
         cmd = [py, "-m", "nilemetrics", "serve", "--port", str(port), "--log-level", "warning"]
@@ -210,26 +216,56 @@ def main() -> None:
         with server(cmd, port, {**env, **extra}) as (base, pid):
             if mode == "on":
                 warmed_up(base, token)
-            pool = tmp / f"{db}-{mode}-sessions.txt"
+            pool = tmp / f"{db}-{mode}-{port}-sessions.txt"
             make_sessions(base, pool, args.sessions)
             wrk_env = {**env, "NM_SESSIONS": str(pool)}
             wrk(base, args.warmup, args.connections, 1, wrk_env)
-            scrape = scraping(base, token, args.scrape_every) if mode == "on" else None
-            with scrape or contextlib.nullcontext([]) as statuses:
-                cpu_before = cpu_seconds(pid)
-                result = wrk(base, args.duration, args.connections, 1, wrk_env)
-                cpu = cpu_seconds(pid) - cpu_before
-            result["cpu_us_per_event"] = cpu / (result["rps"] * args.duration) * 1e6
-            if mode == "on":
-                assert statuses and set(statuses) == {200}, statuses
-                result["scrapes"] = float(len(statuses))
-                state = httpx.get(f"{base}/api/metrics/alerts",
-                                  headers={"Authorization": f"Bearer {token}"}).json()
-                assert [r["state"] for r in state["rules"]].count("unknown") == 0, state
+            yield base, pid, wrk_env
+
+    def load(base: str, pid: int, wrk_env: dict[str, str], mode: str) -> dict[str, Any]:
+        """One measurement of a running server (with the scraper when alerts are on)."""
+        scrape = scraping(base, token, args.scrape_every) if mode == "on" else None
+        with scrape or contextlib.nullcontext([]) as statuses:
+            cpu_before = cpu_seconds(pid)
+            result: dict[str, Any] = wrk(base, args.duration, args.connections, 1, wrk_env)
+            cpu = cpu_seconds(pid) - cpu_before
+        result["cpu_us_per_event"] = cpu / (result["rps"] * args.duration) * 1e6
+        if mode == "on":
+            assert statuses and set(statuses) == {200}, statuses
+            result["scrapes"] = float(len(statuses))
+            state = httpx.get(f"{base}/api/metrics/alerts",
+                              headers={"Authorization": f"Bearer {token}"}).json()
+            assert [r["state"] for r in state["rules"]].count("unknown") == 0, state
+        return result
+
+    def save(db: str, mode: str, result: dict[str, Any]) -> None:
         results.setdefault(db, {}).setdefault(mode, []).append(result)
         print(f"{db:>8} {mode:>3}: {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
               f"p99 {result['p99_ms']:.2f} ms  non-2xx {result['non_2xx']:.0f}  "
               f"server CPU {result['cpu_us_per_event']:.1f} us/event", flush=True)
+
+    def measure(db: str, url: str, mode: str) -> None:
+        with running(db, url, mode) as (base, pid, wrk_env):
+            save(db, mode, load(base, pid, wrk_env, mode))
+
+    def side_by_side(db: str, first: str) -> None:
+        """Both servers at once, each under its own wrk: the same minute of noise for both."""
+        with fresh(db) as url_a, fresh(db) as url_b, \
+                running(db, url_a, first) as a, \
+                running(db, url_b, "on" if first == "off" else "off") as b:
+            out: dict[str, dict[str, Any]] = {}
+            modes = {first: a, ("on" if first == "off" else "off"): b}
+
+            def run(mode: str, base: str, pid: int, wrk_env: dict[str, str]) -> None:
+                out[mode] = load(base, pid, wrk_env, mode)
+
+            threads = [threading.Thread(target=run, args=(m, *s)) for m, s in modes.items()]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for mode in ("off", "on"):
+                save(db, mode, out[mode])
 
     @contextlib.contextmanager
     def fresh(db: str) -> Iterator[str]:
@@ -247,9 +283,13 @@ def main() -> None:
 
     for db in ("sqlite", *(() if args.skip_pg else ("postgres",))):
         for pair in range(args.rounds):
-            for mode in ("off", "on") if pair % 2 == 0 else ("on", "off"):
-                with fresh(db) as url:
-                    measure(db, url, mode)
+            order = ("off", "on") if pair % 2 == 0 else ("on", "off")
+            if args.sequential:
+                for mode in order:
+                    with fresh(db) as url:
+                        measure(db, url, mode)
+            else:
+                side_by_side(db, order[0])
 
     print("\n| database | off events/s (mean) | on events/s (mean) | on / off, per pair "
           "| median | server CPU per event, off / on (median) | CPU on / off |"
@@ -275,6 +315,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds,
         "scrape_every_s": args.scrape_every, "evaluation_interval_s": 5.0,
+        "mode": "sequential" if args.sequential else "side by side",
         "results": results, "summary": summary,
     }
     (HERE / "results").mkdir(exist_ok=True)

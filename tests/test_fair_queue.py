@@ -121,3 +121,22 @@ def test_a_removed_passed_over_client_does_not_keep_its_place() -> None:
     _push(queue, "flood", "f2", 500)  # idle now, so new too, behind the earlier newcomer
     assert queue.take(1000) == ["l0"]
     assert queue.take(1000) == ["f2"]
+
+
+def test_small_turns_only_leaves_large_turns_in_their_places() -> None:
+    """``large=False`` (the writer's pause after a flood's batch) serves only small turns."""
+    queue = _queue()
+    _push(queue, "flood", "f0", 500)
+    _push(queue, "flood", "f1", 500)
+    assert queue.take(1000, large=False) == []
+    assert queue.events == 1000  # nothing lost
+    _push(queue, "victim", "v0", 1)
+    _push(queue, "other", "o0", 2)
+    assert queue.take(1000, large=False) == ["v0", "o0"]
+    assert (queue.last_large, queue.last_clients) == (False, ["victim", "other"])
+    assert queue.take(1000) == ["f0"]  # the pause over, the flood is first in line
+    assert (queue.last_large, queue.last_clients) == (True, ["flood"])
+    _push(queue, "victim", "v1", 1)
+    assert queue.take(1000, large=False) == ["v1"]
+    assert queue.take(1000) == ["f1"]
+    assert (queue.events, bool(queue)) == (0, False)

@@ -12,12 +12,19 @@ from sqlalchemy import Engine, event, func, insert, select
 from nilemetrics.server import retention
 from nilemetrics.server.db import make_engine, migrate
 from nilemetrics.server.retention import purge, purgeable, retention_cutoff
-from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
+from nilemetrics.server.tables import (
+    checkouts_t,
+    errors_t,
+    events_t,
+    rollups_t,
+    sessions_t,
+    visits_t,
+)
 from tests.cli.seed import seed
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)
-TABLES = (visits_t, errors_t, checkouts_t, events_t, sessions_t)
+TABLES = (visits_t, errors_t, checkouts_t, events_t, sessions_t, rollups_t)
 TICK = timedelta(microseconds=1)
 
 
@@ -55,7 +62,7 @@ def test_dry_run_counts_what_purge_then_deletes(database_url: str, engine: Engin
     seeded = seed(database_url, now=NOW)
     before = _totals(engine)
     expected = {"page_visits": 2, "payment_errors": 1, "checkout_sessions": 1, "events": 3,
-                "user_sessions": 1}
+                "user_sessions": 1, "metric_rollups": 0}
     with engine.connect() as conn:
         assert purgeable(conn, CUTOFF) == expected
     assert _totals(engine) == before
@@ -110,14 +117,24 @@ def test_purge_boundaries(engine: Engine) -> None:
                 event_id=f"ev-{code}", event_type="page-visit", session_id="live-but-old",
                 occurred_at=at, payload={},
             ))
+        # Rollups go once their bucket ended before the cutoff.
+        for resolution, width in (("minute", timedelta(minutes=1)), ("hour", timedelta(hours=1))):
+            for at in (CUTOFF - width - TICK, CUTOFF - width):
+                conn.execute(insert(rollups_t).values(
+                    resolution=resolution, bucket_start=at, complete=True, sessions_started=0,
+                    page_visits=0, checkouts_started=0, payment_errors=0, payment_successes=0,
+                ))
     with engine.connect() as conn:
         assert purge(conn, CUTOFF) == {"page_visits": 1, "payment_errors": 1,
-                                       "checkout_sessions": 1, "events": 1, "user_sessions": 1}
+                                       "checkout_sessions": 1, "events": 1, "user_sessions": 1,
+                                       "metric_rollups": 2}
     assert _ids(engine, "session_id") == {"ended-at-cutoff", "live-but-old"}
     assert _ids(engine, "page_type", "page_visits") == {"closed-at-cutoff", "open-old"}
     assert _ids(engine, "session_id", "checkout_sessions") == {"ended-at-cutoff", "live-but-old"}
     assert _ids(engine, "error_code", "payment_errors") == {"at-cutoff"}
     assert _ids(engine, "event_id", "events") == {"ev-at-cutoff"}
+    assert _ids(engine, "bucket_start", "metric_rollups") == {
+        str(CUTOFF - timedelta(minutes=1)), str(CUTOFF - timedelta(hours=1))}
 
 
 def test_purge_commits_chunk_by_chunk(

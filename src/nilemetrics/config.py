@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     cleanup_interval: float = 15.0
     """Seconds between cleanup ticks (each also sends ``metrics-heartbeat``)."""
 
+    rollups: bool = True
+    """Keep per-minute history rollups (``GET /history``, replay); counts only, no personal data."""
+
+    rollup_interval: float = Field(default=60.0, gt=0)
+    """Most seconds between two rollup ticks (each also wakes at the start of every minute)."""
+
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Shop origins allowed to call the ingestion API cross-origin (with credentials)."""
 
@@ -166,7 +172,7 @@ class Settings(BaseSettings):
     @field_validator(
         "live_window", "session_timeout", "cleanup_interval", "push_interval",
         "refresh_interval", "sqlite_busy_timeout", "write_timeout", "http_request_timeout",
-        "http_keep_alive_timeout", "alerts_interval", mode="before",
+        "http_keep_alive_timeout", "alerts_interval", "rollup_interval", mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> object:

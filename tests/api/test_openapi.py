@@ -123,3 +123,40 @@ def test_openapi_declares_every_error_and_uuid_session_ids(client: httpx.Client)
     problem = schemas["ValidationProblemOut"]
     assert problem["properties"]["detail"]["type"] == "string"
     assert problem["required"] == ["detail"]
+
+
+def test_history_routes_are_documented_and_answer_their_schemas(server: LiveServer) -> None:
+    """History, replay, lookups, journeys and the report: declared, and real answers conform."""
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        sid = client.post(f"{P}/session/start", json={"email": "ann@example.com"}).json()[
+            "sessionId"]
+        client.post(f"{P}/track/page-visit", json={"sessionId": sid, "pageType": "homepage"})
+        spec = client.get("/openapi.json").json()
+        auth = server.auth
+        cases: list[tuple[str, httpx.Response]] = [
+            (f"{P}/history", client.get(f"{P}/history", headers=auth,
+                                        params={"since": "2026-11-24T11:00:00Z"})),
+            (f"{P}/history", client.get(f"{P}/history", headers=auth, params={"step": "7m"})),
+            (f"{P}/history/snapshot", client.get(f"{P}/history/snapshot", headers=auth,
+                                                 params={"at": "2026-11-01T00:00:00Z"})),
+            (f"{P}/sessions", client.get(f"{P}/sessions", headers=auth,
+                                         params={"email": "ann@example.com"})),
+            (f"{P}/sessions", client.get(f"{P}/sessions", headers=auth,
+                                         params={"page": "homepage"})),
+            (f"{P}/sessions/{{session_id}}", client.get(f"{P}/sessions/{sid}", headers=auth)),
+            (f"{P}/sessions/{{session_id}}", client.get(f"{P}/sessions/{uuid.uuid4()}",
+                                                        headers=auth)),
+            (f"{P}/report", client.get(f"{P}/report", headers=auth)),
+        ]
+    statuses = []
+    for path, response in cases:
+        statuses.append(response.status_code)
+        schema = declared(spec, path, "get", response.status_code)
+        assert conforms(response.json(), schema, spec) == [], (path, response.text)
+    assert statuses == [200, 422, 404, 200, 200, 200, 404, 200]
+    for path in ("/history", "/history/snapshot", "/sessions", "/sessions/{session_id}",
+                 "/report"):
+        assert {"200", "401", "422", "503"} <= set(spec["paths"][P + path]["get"]["responses"])
+    schemas = spec["components"]["schemas"]
+    for model in ("HistoryOut", "HistoryPoint", "SessionsOut", "JourneyOut", "ReportOut"):
+        assert model in schemas

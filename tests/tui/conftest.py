@@ -12,6 +12,7 @@ import pytest
 from nilemetrics.tui.app import NileMetricsApp
 from nilemetrics.tui.config import DashboardConfig
 from tests.tui.recorded import T0, FakeMonotonic, RecordedFeed, standard_events
+from tests.tui.recorded_api import RecordedApi
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +49,24 @@ def config(tmp_path: Path) -> DashboardConfig:
 
 
 @pytest.fixture
+def api() -> RecordedApi:
+    """Recorded answers of the history, journey and report endpoints."""
+    return RecordedApi()
+
+
+@pytest.fixture
 def make_app(
     config: DashboardConfig, mono: FakeMonotonic
 ) -> Callable[..., NileMetricsApp]:
     """Build the app on a recorded feed with the fake clock and a fast tick."""
 
-    def build(feed: RecordedFeed, **changes: object) -> NileMetricsApp:
+    def build(feed: RecordedFeed, api: RecordedApi | None = None,
+              **changes: object) -> NileMetricsApp:
         cfg = DashboardConfig(**{**config.__dict__, **changes})  # type: ignore[arg-type]
+        # Without recorded answers the history endpoints answer 404, as an older server's.
+        recorded = api or RecordedApi(missing=True)
         return NileMetricsApp(cfg, feed.factory, monotonic=mono, tick_interval=0.1,
-                              wall_clock=lambda: T0 + timedelta(seconds=mono.now - 1000.0))
+                              wall_clock=lambda: T0 + timedelta(seconds=mono.now - 1000.0),
+                              api=recorded.client(cfg.url, cfg.token or ""))
 
     return build

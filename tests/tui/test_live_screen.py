@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from textual.widgets import Digits
+from textual.widgets import Digits, Input
 
 from nilemetrics.tui.app import NileMetricsApp
 from nilemetrics.tui.panels import PANELS
@@ -84,16 +84,40 @@ async def test_frames_reach_the_live_screen_while_help_is_open(make_app: MakeApp
             app, live.query_one("#homepage").query_one(Digits)) == "77")
 
 
-async def test_number_key_one_is_the_live_view(make_app: MakeApp, feed: RecordedFeed) -> None:
-    """`1` switches to the live view: on it already, nothing changes, the footer included."""
+async def test_number_keys_switch_views_listed_in_the_footer(make_app: MakeApp,
+                                                              feed: RecordedFeed) -> None:
+    """1–4 are in the footer and switch Live, History, Customer, Report; 1 comes back live."""
+    from nilemetrics.tui.screens.customer import CustomerScreen
+    from nilemetrics.tui.screens.history import HistoryScreen
+    from nilemetrics.tui.screens.report import ReportScreen
+
     app = make_app(feed)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.query_one(ErrorTable).row_count == 3
                          and "q Quit" in screen_text(app))
         live = app.screen
         footer = screen_text(app).splitlines()[-1]
+        assert "1 Live  2 History  3 Customer  4 Report" in footer
         await pilot.press("1")
         await pilot.pause(0.1)
         assert app.screen is live and app.current_mode == "live"
-        assert screen_text(app).splitlines()[-1] == footer
-        assert "1 Live" not in footer  # shown once there is a second view
+        for key, kind, mode in (("2", HistoryScreen, "history"), ("4", ReportScreen, "report"),
+                                ("3", CustomerScreen, "customer")):
+            await pilot.press(key)
+            await wait_until(pilot, lambda kind=kind: isinstance(app.screen, kind))
+            assert app.current_mode == mode
+            if key != "3":
+                assert "1 Live  2 History  3 Customer  4 Report" in (
+                    screen_text(app).splitlines()[-1])
+        # The Customer screen types into its search box (digits are a phone number there):
+        # Esc leaves it, then the number keys are view keys again.
+        await pilot.press("1")
+        assert app.screen.query_one("#customer-input", Input).value == "1"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: "1 Live  2 History" in screen_text(app).splitlines()[-1])
+        await pilot.press("1")
+        await wait_until(pilot, lambda: app.screen is live)
+        # The live screen kept receiving frames meanwhile.
+        feed.push(metrics_frame(T0 + timedelta(seconds=20), homepage=55))
+        await wait_until(pilot, lambda: read_digits(
+            app, live.query_one("#homepage").query_one(Digits)) == "55")

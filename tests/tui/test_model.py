@@ -25,8 +25,8 @@ from nilemetrics.tui.model import (
     top_error_codes,
 )
 from nilemetrics.tui.screens.page_sessions import duration_text
-from nilemetrics.tui.useragent import describe_user_agent
 from nilemetrics.tui.widgets.error_table import COLUMNS, column_widths
+from nilemetrics.useragent import describe_user_agent
 from tests.tui.recorded import CHROME_WINDOWS, SAFARI_IPHONE, T0, error_row, metrics_frame
 
 

@@ -15,7 +15,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None, float]
     """Record run_dashboard calls instead of opening the dashboard."""
     seen: list[tuple[str, str | None, float]] = []
     monkeypatch.setattr("nilemetrics.tui.app.run_dashboard",
-                        lambda url, token, alert: seen.append((url, token, alert)))
+                        lambda url, token, alert, replay_at=None: seen.append(
+                            (url, token, alert)))
     return seen
 
 
@@ -47,3 +48,40 @@ def test_bad_url_is_one_clear_line(calls: list[tuple[str, str | None, float]]) -
     assert result.exit_code == 1
     assert "invalid --url: unsupported URL scheme 'ftp'" in result.output
     assert calls == []
+
+
+@pytest.fixture
+def replays(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record the replay minute run_dashboard is asked to open."""
+    seen: list[object] = []
+    monkeypatch.setattr("nilemetrics.tui.app.run_dashboard",
+                        lambda url, token, alert, replay_at=None: seen.append(replay_at))
+    return seen
+
+
+def test_at_opens_replay_at_a_local_minute(replays: list[object]) -> None:
+    """--at "2026-12-01 03:10" is local time (Europe/Berlin here): 02:10 UTC reaches the app."""
+    from datetime import UTC, datetime
+
+    result = CliRunner().invoke(app, ["watch", "--token", "t", "--at", "2026-12-01 03:10"])
+    assert result.exit_code == 0, result.output
+    assert replays == [datetime(2026, 12, 1, 2, 10, tzinfo=UTC)]
+    CliRunner().invoke(app, ["watch", "--token", "t", "--at", "2026-12-01T03:10:00Z"])
+    assert replays[-1] == datetime(2026, 12, 1, 3, 10, tzinfo=UTC)
+    CliRunner().invoke(app, ["watch", "--token", "t"])
+    assert replays[-1] is None
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("yesterday-ish", "--at: invalid time 'yesterday-ish': use a local time such as "
+                      "\"2026-12-01 03:10\" or a duration ago such as 2h"),
+    ("2999-01-01 00:00", "--at: '2999-01-01 00:00' is in the future; a replay shows what "
+                         "already happened"),
+])
+def test_a_bad_at_is_one_line(replays: list[object], value: str, message: str) -> None:
+    """An unusable --at fails in one line before the dashboard opens."""
+    result = CliRunner().invoke(app, ["watch", "--token", "t", "--at", value])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {message}" or message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert replays == []

@@ -8,6 +8,8 @@
 - ``pushed``: live metrics, payment-error rows, heartbeats, page sessions;
 - ``frames``: which body each WebSocket frame carries;
 - ``operations``: cleanup and erasure;
+- ``history``: history buckets, session lookups, customer journeys;
+- ``report``: the session-analytics report (``GET /report``, ``nilemetrics report``);
 - ``lenient``: parsing for dashboards that must show what they can.
 
 The server builds its routes, answers and frames from these models; the

@@ -41,9 +41,10 @@ from nilemetrics.server.notify import listen
 from nilemetrics.server.outage import OutageLog
 from nilemetrics.server.redaction import install_redaction
 from nilemetrics.server.routes import alerts as alert_routes
-from nilemetrics.server.routes import dashboard, ingest, subjects, tracker, ws
+from nilemetrics.server.routes import dashboard, history, ingest, subjects, tracker, ws
 from nilemetrics.server.services.cleanup import cleanup_loop
 from nilemetrics.server.services.live_numbers import LiveNumbers
+from nilemetrics.server.services.rollups import rollup_loop
 from nilemetrics.server.socket_io import SocketIOEndpoint
 from nilemetrics.server.state import Reader, ServerState
 from nilemetrics.server.validation import validation_error_handler
@@ -122,6 +123,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             asyncio.create_task(leader.run(), name="nm-leader"),
             asyncio.create_task(cleanup_loop(state, outage, leader), name="nm-cleanup"),
         ]
+        if settings.rollups:
+            tasks.append(asyncio.create_task(rollup_loop(state, leader), name="nm-rollups"))
         if engine.dialect.name == "postgresql":
             tasks.append(
                 asyncio.create_task(
@@ -164,6 +167,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.state.outage = outage
     app.include_router(ingest.router)
     app.include_router(dashboard.router)
+    app.include_router(history.router)
     app.include_router(ws.router)
     app.include_router(subjects.router)
     app.include_router(tracker.router)

@@ -247,8 +247,11 @@ def wire_amount(amount: Decimal | None) -> float | None:
     return None if amount is None else float(amount.quantize(Decimal("0.01")))
 
 
-def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[PaymentErrorRow]:
-    """Payment errors since ``since``, newest first, with their checkout's context."""
+def payment_error_rows(
+    conn: Connection, since: datetime, limit: int, until: datetime | None = None
+) -> list[PaymentErrorRow]:
+    """Payment errors since ``since`` (and before ``until``), newest first, with their
+    checkout's context."""
     e, c, s = errors_t.c, checkouts_t.c, sessions_t.c
     stmt = (
         select(
@@ -266,6 +269,8 @@ def payment_error_rows(conn: Connection, since: datetime, limit: int) -> list[Pa
         .order_by(e.occurred_at.desc(), e.id.desc())
         .limit(limit)
     )
+    if until is not None:
+        stmt = stmt.where(e.occurred_at < until)
     out = []
     for row in conn.execute(stmt):
         amount: Decimal | None = row.amount if row.amount is not None else row.total_amount
@@ -299,6 +304,7 @@ def live_sessions_on_pages(
     page_types: list[str],
     identifier: str | None,
     limit: int,
+    offset: int = 0,
 ) -> PageSessionsOut:
     """The live sessions whose current page is one of ``page_types`` (and ``identifier``).
 
@@ -350,6 +356,7 @@ def live_sessions_on_pages(
         .select_from(joined)
         .where(where)
         .order_by(func.coalesce(o.entered_at, s.last_activity), s.session_id)
+        .offset(offset)
         .limit(limit)
     ).all()
     sessions = []

@@ -13,7 +13,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, Table, delete, func, select
 
 from nilemetrics.server.db import write_options
-from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
+from nilemetrics.server.tables import (
+    checkouts_t,
+    errors_t,
+    events_t,
+    rollups_t,
+    sessions_t,
+    visits_t,
+)
 
 #: Rows deleted per transaction, so a purge never holds the database for long.
 PURGE_CHUNK = 5000
@@ -33,6 +40,17 @@ PURGE_RULES: tuple[tuple[Table, Condition], ...] = (
     (
         sessions_t,
         lambda cutoff: sessions_t.c.is_active.is_(False) & (sessions_t.c.ended_at < cutoff),
+    ),
+    # History rollups (minute and hour rows) of buckets that ended before the cutoff.
+    (
+        rollups_t,
+        lambda cutoff: (
+            (rollups_t.c.resolution == "minute")
+            & (rollups_t.c.bucket_start < cutoff - timedelta(minutes=1))
+        ) | (
+            (rollups_t.c.resolution == "hour")
+            & (rollups_t.c.bucket_start < cutoff - timedelta(hours=1))
+        ),
     ),
 )
 

@@ -64,6 +64,9 @@ class UserSession(SQLModel, table=True):
         ).ddl_if(dialect="postgresql"),
         # GDPR erasure and access look people up by email whatever its case.
         Index("ix_user_sessions_email_lower", func.lower(column("email"))),
+        # History rollups count the sessions started per minute; set once, never
+        # updated (so PostgreSQL's per-event update stays HOT).
+        Index("ix_user_sessions_started_at", "started_at"),
     )
 
     id: int | None = _id()
@@ -289,6 +292,37 @@ class AlertOutbox(SQLModel, table=True):
     sent_at: datetime | None = _utc()
 
 
+class MetricRollup(SQLModel, table=True):
+    """What happened in one minute (or hour) of history; counts only, no personal data.
+
+    ``resolution`` is ``minute`` or ``hour``. A minute row is created by the live
+    sample at the start of its minute (``live``: the live-metrics body then, for
+    replay) and gets its counts once the minute is over (``complete``). Hour rows
+    are folded from an hour's minute rows; minute rows go after 14 days.
+    """
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = (UniqueConstraint("resolution", "bucket_start"),)
+
+    id: int | None = _id()
+    resolution: str = Field(max_length=8)
+    bucket_start: datetime = _utc(nullable=False)
+    complete: bool = False
+    live_sessions: int | None = None
+    pages: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))
+    sessions_started: int = 0
+    page_visits: int = 0
+    checkouts_started: int = 0
+    payment_errors: int = 0
+    payment_errors_by_code: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONType())
+    )
+    payment_successes: int = 0
+    amount_paid: Decimal | None = Field(default=None, sa_column=Column(Money()))
+    amount_failed: Decimal | None = Field(default=None, sa_column=Column(Money()))
+    live: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType()))
+
+
 def table(model: type[SQLModel]) -> Table:
     """The Core table behind a model, typed for mypy."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -306,4 +340,5 @@ events_t = table(Event)
 audit_t = table(AuditLog)
 alert_state_t = table(AlertState)
 alert_outbox_t = table(AlertOutbox)
+rollups_t = table(MetricRollup)
 metadata = SQLModel.metadata

@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,11 +19,13 @@ from textual.reactive import var
 from textual.screen import Screen
 
 from nilemetrics.protocol import WsEvent
+from nilemetrics.protocol.history import Step
 from nilemetrics.tui.config import DashboardConfig
 from nilemetrics.tui.export import export_rows
 from nilemetrics.tui.feed import (
     AuthRefused,
     BadFrame,
+    Connected,
     Connecting,
     FeedEvent,
     FeedFactory,
@@ -31,6 +33,7 @@ from nilemetrics.tui.feed import (
     WebSocketFeed,
 )
 from nilemetrics.tui.feed_clock import FeedClock
+from nilemetrics.tui.history_api import ApiError, HistoryApi
 from nilemetrics.tui.messages import (
     ConnectionChanged,
     ErrorsReceived,
@@ -51,11 +54,17 @@ from nilemetrics.tui.model import (
 )
 from nilemetrics.tui.page_sessions import SessionsFetcher, http_fetcher
 from nilemetrics.tui.panels import PANELS
+from nilemetrics.tui.screens.customer import CustomerScreen
 from nilemetrics.tui.screens.help import HelpScreen
+from nilemetrics.tui.screens.history import HistoryScreen
 from nilemetrics.tui.screens.live import LiveScreen
+from nilemetrics.tui.screens.replay import ReplayScreen
+from nilemetrics.tui.screens.report import ReportScreen
+from nilemetrics.tui.view_keys import VIEW_KEYS
 
 #: The live view's name: the app's first mode, and where it routes the feed.
 LIVE = "live"
+CUSTOMER = "customer"
 
 #: Least time between two notices about ignored frames (a broken server must not flood).
 NOTICE_INTERVAL = 5.0
@@ -71,11 +80,12 @@ class View:
     screen: type[Screen[None]]
 
 
-#: The dashboard's views, in key order. A new one is its Screen module and a line
-#: here. The keys stay off the footer while Live is the only view.
-VIEWS: tuple[View, ...] = (
-    View("1", LIVE, "Live", LiveScreen),
-)
+#: The dashboard's views, in key order. A new one is its Screen module and a line here.
+_SCREENS: dict[str, type[Screen[None]]] = {
+    LIVE: LiveScreen, "history": HistoryScreen, CUSTOMER: CustomerScreen, "report": ReportScreen,
+}
+VIEWS: tuple[View, ...] = tuple(View(key, name, label, _SCREENS[name])
+                                for key, name, label in VIEW_KEYS)
 
 
 class NileMetricsApp(App[None]):
@@ -119,6 +129,7 @@ class NileMetricsApp(App[None]):
         tick_interval: float = 1.0,
         wall_clock: Callable[[], datetime] | None = None,
         sessions_fetcher: SessionsFetcher | None = None,
+        api: HistoryApi | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -126,6 +137,13 @@ class NileMetricsApp(App[None]):
             lambda: aiter(WebSocketFeed(config.url, config.token))
         )
         self._sessions_fetcher = sessions_fetcher or http_fetcher(config.url, config.token)
+        #: The server's history, journey and report endpoints.
+        self.api = api or HistoryApi(config.url, config.token)
+        #: Whether the sparklines got the server's last minutes (once per run).
+        self.histories_preloaded = False
+        #: Why they did not (no notice: the dashboard works as before without history).
+        self.preload_error: str | None = None
+        self._preload_pending = False
         self.tick_interval = tick_interval
         self.clock = FeedClock(monotonic, wall_clock or (lambda: datetime.now(UTC)),
                                config.heartbeat_interval)
@@ -163,6 +181,8 @@ class NileMetricsApp(App[None]):
         self._consume_feed()
         if self.config.notice:
             self.show_notice(self.config.notice, timeout=30)
+        if self.config.replay_at is not None:
+            self.open_replay(self.config.replay_at)
 
     # ------------------------------------------------------------------ feed
 
@@ -214,6 +234,24 @@ class NileMetricsApp(App[None]):
         except FrameError as exc:
             self.post_message(FrameIgnored(str(exc)))
 
+    @work(exclusive=True, group="preload")
+    async def _preload_histories(self) -> None:
+        """Fill the sparklines with the server's last minutes (they would start empty)."""
+        until = self.clock.server_now()
+        since = until - timedelta(seconds=self.config.history_seconds)
+        try:
+            history = await self.api.history(since, until, Step.MINUTE)
+        except ApiError as exc:
+            # An older server has no history: the sparklines start now, as they did.
+            self.preload_error = str(exc)
+            return
+        self.histories_preloaded = True
+        for panel in PANELS:
+            self.histories[panel.id].preload(
+                (point.at, panel.count_pages(point.pages))
+                for point in history.points if point.at is not None)
+        self.live_screen.refresh_histories()
+
     # -------------------------------------------------------------- handlers
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
@@ -221,6 +259,9 @@ class NileMetricsApp(App[None]):
         event = message.event
         self.connection = event
         self.live_screen.post_message(message)
+        if isinstance(event, Connected) and not self.histories_preloaded:
+            # Asked once the first numbers give the server's time (its clock may not be ours).
+            self._preload_pending = True
         if isinstance(event, AuthRefused):
             self.show_notice(
                 f"Not authorised: {event.reason}. Pass --token or set "
@@ -239,6 +280,9 @@ class NileMetricsApp(App[None]):
         self.metrics = message.metrics
         self.live_screen.post_message(message)
         self.check_alert()
+        if self._preload_pending:
+            self._preload_pending = False
+            self._preload_histories()
 
     def on_errors_received(self, message: ErrorsReceived) -> None:
         """Keep the rows for the alert and pass them on."""
@@ -286,6 +330,26 @@ class NileMetricsApp(App[None]):
         self.alerting = spiking
         self.errors_last_minute = per_minute
 
+    # --------------------------------------------------------------- views
+
+    def open_replay(self, at: datetime) -> None:
+        """Show the live screen as it was at the minute ``at``."""
+        if isinstance(self.screen, ReplayScreen):
+            self.pop_screen()
+        self.push_screen(ReplayScreen(at))
+
+    def leave_replay(self, screen: ReplayScreen) -> None:
+        """Close a replay and go back to the live dashboard."""
+        if self.screen is screen:
+            self.pop_screen()
+        if self.current_mode != LIVE:
+            self.switch_mode(LIVE)
+
+    def open_customer(self, session_id: str, person: str = "") -> None:
+        """Show a session's journey (and the person's sessions) on the Customer screen."""
+        self.switch_mode(CUSTOMER)
+        self.get_screen(CUSTOMER, CustomerScreen).show_session(session_id, person)
+
     # --------------------------------------------------------------- actions
 
     def action_help(self) -> None:
@@ -314,11 +378,12 @@ def run_dashboard(
     *,
     notice: str | None = None,
     shop_url: str | None = None,
+    replay_at: datetime | None = None,
 ) -> None:
     """Run the dashboard against the server at ``url`` until the user quits (or a signal)."""
     config = DashboardConfig(
         url=url, token=token, alert_errors_per_min=alert_errors_per_min, notice=notice,
-        shop_url=shop_url,
+        shop_url=shop_url, replay_at=replay_at,
     )
     app = NileMetricsApp(config)
     with exit_on_signals(app):

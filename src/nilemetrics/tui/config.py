@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 
@@ -36,6 +37,12 @@ class DashboardConfig:
 
     shop_url: str | None = None
     """The demo shop's address, shown on a line of its own for as long as the demo runs."""
+
+    history_refresh_seconds: float = 30.0
+    """How often the History and Report views ask the server again while shown."""
+
+    replay_at: datetime | None = None
+    """Open in replay at this minute (``watch --at``) instead of live."""
 
     @property
     def address(self) -> str:

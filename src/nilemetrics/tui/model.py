@@ -9,6 +9,7 @@ whose data is not an object is refused).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,7 +20,7 @@ from pydantic import ConfigDict, field_validator
 from nilemetrics.protocol.lenient import lenient
 from nilemetrics.protocol.pushed import FiringAlert as ProtocolFiringAlert
 from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
-from nilemetrics.tui.useragent import describe_user_agent
+from nilemetrics.useragent import describe_user_agent
 
 
 class FrameError(ValueError):
@@ -336,6 +337,27 @@ class History:
         # Keep one bucket from before the span: it is the value the span starts with.
         while len(self._buckets) > 1 and self._buckets[1][0] <= index - self.size:
             self._buckets.popleft()
+
+    def preload(self, points: Iterable[tuple[datetime, int]]) -> None:
+        """Fill in values from before the dashboard started (the server's history).
+
+        Only buckets older than the first frame received are taken: what the
+        frames said since is newer than any history.
+        """
+        first_live = self._buckets[0][0] if self._buckets else None
+        older: dict[int, int] = {}
+        for at, value in points:
+            index = int(at.timestamp() // self.bucket)
+            if first_live is None or index < first_live:
+                older[index] = max(older.get(index, 0), value)
+        if not older:
+            return
+        merged = deque([*sorted(older.items()), *self._buckets])
+        last = merged[-1][0]
+        while len(merged) > 1 and merged[1][0] <= last - self.size:
+            merged.popleft()
+        self._buckets = merged
+        self._first = merged[0][0]
 
     def values(self, now: datetime) -> list[float]:
         """One value per bucket of the span ending at ``now``, oldest first.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nilemetrics.tui.model import Metrics
+from nilemetrics.tui.model import OWN_PANEL_PAGES, Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,12 @@ class PanelSpec:
 
     prominent: bool = False
     """A third of the width below 150 columns (the others a quarter)."""
+
+    def count_pages(self, pages: dict[str, int]) -> int:
+        """The panel's number from live sessions per page type (a history point's ``pages``)."""
+        if self.pages is not None:
+            return sum(pages.get(page, 0) for page in self.pages)
+        return sum(n for page, n in pages.items() if page not in OWN_PANEL_PAGES)
 
     def page_types(self, shown: Metrics | None) -> list[str]:
         """The page types Enter lists the sessions of, given the numbers on screen."""

@@ -68,6 +68,9 @@ class FairQueue(Generic[G]):
         self._new = 0
         #: Events queued over all clients.
         self.events = 0
+        #: Whether the last batch :meth:`take` built was of large turns, and whose.
+        self.last_large = False
+        self.last_clients: list[str] = []
 
     def __bool__(self) -> bool:
         return bool(self._ring)
@@ -141,27 +144,35 @@ class FairQueue(Generic[G]):
                 break
         return count, taken
 
-    def take(self, max_events: int) -> list[G]:
+    def take(self, max_events: int, *, large: bool = True) -> list[G]:
         """Dequeue one batch: whole requests, fairly across clients, up to ``max_events``.
 
         The first client in line always gives at least one request (even one over
         its credit or ``max_events``), so a batch is never empty while anything is
         queued. A client whose turn is of the other kind than the batch's keeps
         its place in line, so it starts the next batch.
+
+        ``large=False`` takes small turns only (large ones keep their places):
+        empty when only large turns are queued. :attr:`last_large` tells the kind
+        of the batch taken, :attr:`last_clients` whose turns it holds.
         """
         batch: list[G] = []
         total = 0
-        large = False
+        kind = False
         skipped: list[str] = []
         served: list[str] = []
+        taken: list[str] = []
         while self._ring and total < max_events:
             client = self._ring.popleft()
             lane = self._lanes[client]
             count, events = self._turn(lane, max_events - total, not batch)
-            if batch and (count == 0 or (events > self.small) != large):
+            if (batch and (count == 0 or (events > self.small) != kind)) or (
+                not large and events > self.small
+            ):
                 skipped.append(client)
                 continue
-            large = events > self.small
+            kind = events > self.small
+            taken.append(client)
             for _ in range(count):
                 batch.append(lane.items.popleft()[0])
             lane.events -= events
@@ -176,4 +187,6 @@ class FairQueue(Generic[G]):
         self._ring.extend(served)
         self._owed = len(skipped)
         self._new = 0
+        self.last_large = kind
+        self.last_clients = taken
         return batch

@@ -20,6 +20,9 @@ down, and no request is answered "failed" while some of its events were stored.
 Requests are queued per client (see :mod:`nilemetrics.server.ingestion.fair_queue`) and
 batches are built round-robin across clients, so one client's flood of big
 requests does not stand between another client's single event and the database.
+While other clients send, each batch of a flood's big requests is followed by a
+short pause for the others' (``LARGE_PAUSE``), so their events seldom wait for
+a flood's transaction at all.
 
 Waiting is bounded, so a hung database (PostgreSQL stopped, a frozen disk, a
 SQLite lock held elsewhere) cannot pile up memory or write stale work later:
@@ -38,6 +41,7 @@ SQLite lock held elsewhere) cannot pile up memory or write stale work later:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -92,6 +96,17 @@ class BatchObserver(Protocol):
 #: their own kind, so a client with a few events never waits for a flooder's
 #: 500-event transaction on top of the batch in flight (benchmarks/fairness.py).
 SMALL_TURN = 64
+
+#: While other clients with small turns are about (a small batch of theirs was
+#: written in the last ``SMALL_RECENT_S`` seconds), a batch of large turns that
+#: took ``t`` seconds is followed by ``LARGE_PAUSE * t`` seconds in which only
+#: small turns are written. A large request is one transaction, so a single event
+#: arriving during it waits for it; the pause keeps the writer free for such
+#: events part of the time, so most of them (a client awaits each answer before
+#: sending on) find it idle: large turns get 1 / (1 + LARGE_PAUSE) of the writer
+#: while others are active, all of it when they are alone.
+LARGE_PAUSE = 2.0
+SMALL_RECENT_S = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -161,6 +176,12 @@ class GroupCommitWriter:
         self._wal = WalKeeper(engine)
         self._seq = 0
         self._in_flight: list[_Group] = []
+        #: Large turns wait until then (loop time); see LARGE_PAUSE.
+        self._large_after = 0.0
+        #: When the last batch of small turns of other clients than those of the
+        #: last large batch (``_large_clients``) was written (loop time).
+        self._small_seen = float("-inf")
+        self._large_clients: set[str] = set()
         #: Told of each batch (metrics); set after construction, None: nobody listens.
         self.observer: BatchObserver | None = None
 
@@ -329,7 +350,25 @@ class GroupCommitWriter:
                         head.future.set_result(result)
                 continue
             # Whole requests only: a request's events never straddle two batches.
-            await self._write(loop, self._groups.take(self._max_batch))
+            now = loop.time()
+            batch = self._groups.take(self._max_batch, large=now >= self._large_after)
+            if not batch:
+                # Only large turns queued, and they are pausing: wait for a small one.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._large_after - now)
+                continue
+            large, clients = self._groups.last_large, self._groups.last_clients
+            await self._write(loop, batch)
+            done = loop.time()
+            if large:
+                self._large_clients = set(clients)
+                if done - self._small_seen < SMALL_RECENT_S:
+                    self._large_after = done + (done - now) * LARGE_PAUSE
+            elif not self._large_clients.issuperset(clients):
+                # Others than the big senders are about (a big sender's own small
+                # turns must not pause its large ones: it would only wait for itself).
+                self._small_seen = done
 
     async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_Group]) -> None:
         now = loop.time()

@@ -27,8 +27,10 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("Checkout, Payment, Error page", "live sessions on the checkout page, the payment "
      "page and the payment-error PAGE now. Not counts of payments or errors."),
     ("sparkline", "under each panel: that panel's number over the last 10 minutes, "
-     "one bar per 10 s, oldest left; the border says the span (“−10 min … now”). It starts "
-     "when the dashboard opens: earlier minutes are not known to it."),
+     "one bar per 10 s, oldest left; the border says the span (“−10 min … now”). On "
+     "connecting, the minutes before come from the server's history (one value per "
+     "minute: the most sessions seen on those pages in it); a server without history "
+     "starts them when the dashboard opens."),
     ("Now in", "checkout → payment → error page: the same three live counts side by side. "
      "A snapshot of where sessions are, not a funnel."),
     ("Last hour", "the conversion funnel of one cohort: sessions → checkout → payment → "
@@ -49,6 +51,22 @@ FIGURES: tuple[tuple[str, str], ...] = (
      "and when each was last seen."),
     ("Events, last 5 min", "custom events (track/event, the tracker's track()) per name in "
      "the last 5 minutes, most first; shown with the top error codes."),
+    ("2 History", "from the server's history: live sessions (the most in each bucket), page "
+     "visits, payment errors and payment successes per bucket, for the last 1h (1-minute "
+     "buckets), 24h (5 min), 7d or 30d (1 h). The line under the charts reads the bucket "
+     "under the cursor: also sessions started, checkouts, errors per code, amounts paid "
+     "and failed."),
+    ("REPLAY 03:10", "the live screen as it was when the minute 03:10 ended: the numbers "
+     "the server sampled then, the error table as it stood then (the hour up to then), "
+     "the sparklines of the 10 minutes before. Nothing moves: ←/→ step a minute."),
+    ("3 Customer", "a person's sessions (newest first) by email, phone or user id, and one "
+     "session's journey: each page with the time on it, each checkout with every failed "
+     "attempt, and the page they left on."),
+    ("4 Report", "the numbers of `nilemetrics report` for the last 1h/24h/7d/30d, from the "
+     "server: average time per page type, the funnel with drop-off, abandonment points "
+     "(the last page of sessions that ended in the period without paying, as the server's "
+     "report computes them), error codes with "
+     "the amounts at stake and recovered, retries and success rates."),
 )
 
 KEYS: tuple[tuple[str, str], ...] = (
@@ -60,6 +78,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s / S", "sort the table by the next column / reverse the order (or click a header)"),
     ("/", "filter errors by email, code or message (Esc clears)"),
     ("p", "pause updates (everything on screen freezes) / resume with the latest state"),
+    ("j", "the selected error's customer: their journey on the Customer screen"),
+    ("1 2 3 4", "Live, History, Customer, Report (on Customer, Esc first leaves the box)"),
+    ("History: h d w m", "last 1h / 24h / 7d / 30d; ←/→ move the cursor (Shift: 10 "
+     "buckets), Enter replays the cursor's minute (a longer bucket: its first minute)"),
+    ("Replay: ←/→, Esc", "a minute back / on; back to live (`watch --at` starts here)"),
     ("c", "show or hide the top error codes and the custom events"),
     ("e", "export the visible error rows to a CSV file"),
     ("t", "switch between the dark and light theme"),

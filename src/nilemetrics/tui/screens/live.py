@@ -27,6 +27,7 @@ from nilemetrics.tui.model import ErrorRow, Metrics, age_text, span_text, top_er
 from nilemetrics.tui.panels import PANELS, PANELS_BY_ID, PanelSpec
 from nilemetrics.tui.screens.error_detail import ErrorDetailScreen
 from nilemetrics.tui.screens.page_sessions import PageSessionsScreen
+from nilemetrics.tui.view_keys import view_bindings
 from nilemetrics.tui.widgets.count_panel import CountPanel
 from nilemetrics.tui.widgets.custom_events import CustomEvents
 from nilemetrics.tui.widgets.error_table import ErrorTable
@@ -60,12 +61,14 @@ class LiveScreen(Screen[None]):
         # are repeated here so that they lead it.
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help"),
+        *view_bindings(),
         Binding("slash", "filter", "Filter"),
         Binding("p", "pause", "Pause"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse"),
         Binding("c", "toggle_codes", "Codes"),
         Binding("e", "export", "Export"),
+        Binding("j", "journey", "Journey"),
     ]
 
     paused: reactive[bool] = reactive(False, init=False)
@@ -239,6 +242,11 @@ class LiveScreen(Screen[None]):
         self._update_table_titles()
         self._show_histories()
 
+    def refresh_histories(self) -> None:
+        """The sparkline histories changed (preloaded): show them unless paused."""
+        if not self.paused:
+            self._show_histories()
+
     def _show_histories(self) -> None:
         histories = self.dashboard.histories
         now = self.dashboard.clock.server_now()
@@ -350,6 +358,15 @@ class LiveScreen(Screen[None]):
             self.dashboard.check_alert()
             self._payments.errors_last_minute = self.dashboard.errors_last_minute
             self._payments.alert = self.dashboard.alerting
+
+    def action_journey(self) -> None:
+        """The selected error's customer: their journey on the Customer screen."""
+        row = self._table.selected_row
+        session_id = row.raw.get("session_id") if row is not None else None
+        if not isinstance(session_id, str) or not session_id:
+            self.app.bell()
+            return
+        self.dashboard.open_customer(session_id, row.email or row.phone if row else "")
 
     def action_export(self) -> None:
         """Write the rows the table shows to a CSV file."""

@@ -25,10 +25,13 @@ class StatusBar(Horizontal):
     stale: reactive[bool] = reactive(False)
     paused: reactive[bool] = reactive(False)
     alerts: reactive[tuple[FiringAlert, ...]] = reactive(())
+    #: ``REPLAY 03:10`` while the screen shows the past (empty: live).
+    replay: reactive[str] = reactive("")
 
     def compose(self) -> ComposeResult:
         """Labels left to right; the address shrinks first on a narrow terminal."""
         yield Label("nilemetrics", id="brand")
+        yield Label("", id="replay-badge")
         yield Label("", id="address")
         yield Label("", id="conn-state")
         yield Label("", id="live")
@@ -52,6 +55,7 @@ class StatusBar(Horizontal):
         self.watch_stale(self.stale)
         self.watch_paused(self.paused)
         self.watch_alerts(self.alerts)
+        self.watch_replay(self.replay)
 
     def state_text(self) -> str:
         """The connection state as shown, e.g. ``reconnecting in 4s``."""
@@ -112,6 +116,12 @@ class StatusBar(Horizontal):
     def watch_paused(self, paused: bool) -> None:
         """Show or hide the paused marker."""
         self.set_class(paused, "-paused")
+
+    def watch_replay(self, replay: str) -> None:
+        """Show or hide the replay marker (the connection state is not the screen's then)."""
+        self.set_class(bool(replay), "-replay")
+        if self._ready:
+            self.query_one("#replay-badge", Label).update(replay)
 
     def alerts_text(self) -> str:
         """The firing alerts as the header shows them: ``⚠ payment errors: 7 > 5``."""

@@ -10,10 +10,10 @@ before, counted as web) and ``app_version``, from ``session/start``. Not indexed
 the live counts read them from the active sessions they already visit.
 
 Self-contained: it only adds a column and indexes, so it can follow any revision
-(the integrator chains it after 0006).
+(chained after 0006 when main was merged in).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03
 """
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
