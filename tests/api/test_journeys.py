@@ -202,6 +202,7 @@ def test_report_endpoint_matches_the_cli_implementation(
     post(client, "track/payment-success", {"sessionId": paid})
     post(client, "track/payment-error", nested_error(failed, "card_declined", "Declined"))
     post(client, "session/end", {"sessionId": failed})
+    post(client, "track/event", {"sessionId": paid, "name": "review_written"})
     server.clock.advance(60)
 
     answer = client.get(f"{P}/report", params={"since": "2026-11-24T11:00:00Z",
@@ -220,6 +221,7 @@ def test_report_endpoint_matches_the_cli_implementation(
     assert body["abandonment"] == [{"pageType": "product", "pageIdentifier": "mug",
                                     "sessions": 1, "share": 1.0}]
     assert body["timeOnPage"]["byPageType"][0]["pageType"] == "product"
+    assert body["customEvents"] == [{"name": "review_written", "events": 1, "sessions": 1}]
 
     default = client.get(f"{P}/report", headers=server.auth).json()
     now = datetime(2026, 11, 24, 12, 1, 20, tzinfo=UTC)

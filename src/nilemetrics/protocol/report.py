@@ -97,6 +97,14 @@ class PaymentSuccess(Pushed):
     attempt_success_rate: Share | None = Field(default=None, alias="attemptSuccessRate")
 
 
+class CustomEventFigures(Pushed):
+    """One custom event name over the period: how many, from how many sessions."""
+
+    name: str = ""
+    events: Count = 0
+    sessions: Count = 0
+
+
 class ReportOut(Pushed):
     """Answer of ``GET /report``: every analysis over ``[since, until)``."""
 
@@ -109,3 +117,6 @@ class ReportOut(Pushed):
     retries: Retries = Field(default_factory=Retries)
     payment_success: PaymentSuccess = Field(default_factory=PaymentSuccess,
                                             alias="paymentSuccess")
+    custom_events: list[CustomEventFigures] = Field(
+        default_factory=list, alias="customEvents",
+        description="Custom events per name in the period, most first.")
