@@ -53,7 +53,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from benchmarks.ingest import HERE, free_port, make_sessions, wrk
+from benchmarks.ingest import HERE, concurrently, free_port, make_sessions, wrk
 
 RULES = """
 [[notify]]
@@ -253,17 +253,9 @@ def main() -> None:
         with fresh(db) as url_a, fresh(db) as url_b, \
                 running(db, url_a, first) as a, \
                 running(db, url_b, "on" if first == "off" else "off") as b:
-            out: dict[str, dict[str, Any]] = {}
-            modes = {first: a, ("on" if first == "off" else "off"): b}
-
-            def run(mode: str, base: str, pid: int, wrk_env: dict[str, str]) -> None:
-                out[mode] = load(base, pid, wrk_env, mode)
-
-            threads = [threading.Thread(target=run, args=(m, *s)) for m, s in modes.items()]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            second = "on" if first == "off" else "off"
+            out = dict(zip((first, second), concurrently(
+                lambda: load(*a, first), lambda: load(*b, second)), strict=True))
             for mode in ("off", "on"):
                 save(db, mode, out[mode])
 

@@ -27,15 +27,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psycopg
 
+T = TypeVar("T")
 HERE = Path(__file__).parent
 LUA = HERE / "page_visit.lua"
 
@@ -113,6 +116,27 @@ def wrk(base: str, duration: int, connections: int, threads: int,
         "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "socket_errors": errors.group(0) if errors else "",  # type: ignore[dict-item]
     }
+
+
+def concurrently(*calls: Callable[[], T]) -> list[T]:
+    """Run ``calls`` at once, each in a thread; their results in order.
+
+    Two servers measured side by side, each under its own wrk, share the same
+    seconds of a shared machine's noise, which one after the other they do not.
+    """
+    results: list[T | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(result is None for result in results):
+        raise RuntimeError("a side-by-side measurement failed (see above)")
+    return results  # type: ignore[return-value]
 
 
 def main() -> None:

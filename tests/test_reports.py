@@ -91,8 +91,7 @@ def test_report_of_the_seeded_history_has_the_hand_computed_figures(database_url
              "conversion": 0.4},
         ],
         "abandonment": [
-            {"pageType": "category", "pageIdentifier": "hats", "sessions": 1, "share": 0.5},
-            {"pageType": "payment_error", "pageIdentifier": None, "sessions": 1, "share": 0.5},
+            {"pageType": "payment_error", "pageIdentifier": None, "sessions": 1, "share": 1.0},
         ],
         "paymentErrors": [
             {"errorCode": "insufficient_funds", "errors": 2, "checkouts": 1,
@@ -175,19 +174,31 @@ def test_funnel_counts_sessions_active_in_the_period_only(conn: Connection) -> N
                         "dropOffRate": None, "conversion": 1.0}
 
 
-def test_abandonment_is_the_last_page_of_unpaid_ended_sessions(conn: Connection) -> None:
-    """Ended sessions without a paid checkout count by last page; paid and live ones do not."""
+def test_abandonment_is_the_last_page_of_ended_sessions_with_an_unpaid_checkout(
+    conn: Connection,
+) -> None:
+    """Ended sessions that started a checkout and never paid count by last page; sessions
+    without a checkout (visitors leaving), paid ones and live ones do not."""
     since, until = NOW - DAY, NOW
     inside = since + timedelta(hours=2)
     _session(conn, "left-on-cart", since, last=inside, page="cart")
     _session(conn, "left-on-cart-2", since, last=inside, page="cart")
     _session(conn, "left-on-home", since, last=inside, page="homepage")
+    _session(conn, "browsed-only", since, last=inside, page="category")
     _session(conn, "paid", since, last=inside, page="other")
     _session(conn, "still-here", since, last=inside, active=True, page="product")
-    conn.execute(insert(checkouts_t).values(
-        session_id="paid", checkout_items=[], total_amount=Decimal("1.00"), status="completed",
-        started_at=since, updated_at=inside, completed_at=inside,
-    ))
+    for sid, status in [("left-on-cart", "abandoned"), ("left-on-cart-2", "failed"),
+                        ("left-on-home", "in_progress"), ("still-here", "in_progress")]:
+        conn.execute(insert(checkouts_t).values(
+            session_id=sid, checkout_items=[], total_amount=Decimal("1.00"), status=status,
+            started_at=since, updated_at=inside,
+        ))
+    # Paid after an earlier checkout was left: it bought, so it abandoned nothing.
+    for status, completed in [("abandoned", None), ("completed", inside)]:
+        conn.execute(insert(checkouts_t).values(
+            session_id="paid", checkout_items=[], total_amount=Decimal("1.00"), status=status,
+            started_at=since, updated_at=inside, completed_at=completed,
+        ))
     assert abandonment(conn, since, until) == [
         {"pageType": "cart", "pageIdentifier": None, "sessions": 2, "share": 0.6667},
         {"pageType": "homepage", "pageIdentifier": None, "sessions": 1, "share": 0.3333},

@@ -7,7 +7,7 @@ S1 alice@example.com (user u-alice, phone +491701111111): homepage 10 s,
    category shoes 30 s, product 20 s, checkout 15 s, payment 5 s; checkout C1
    100.00 failed once (card_declined) then paid. Ended.
 S2 bob@example.com: homepage 20 s, category shoes 50 s, category hats 40 s.
-   Ended without buying (last page category:hats).
+   Ended without buying and without a checkout (left on category:hats; no abandonment point).
 S3 anonymous: homepage 30 s, offer black-friday 60 s, checkout 10 s,
    payment 10 s, payment_error 5 s; checkout C3 50.00 failed twice
    (insufficient_funds), never paid. Ended (last page payment_error).

@@ -75,7 +75,9 @@ def render(report: dict[str, Any]) -> list[RichTable]:
             _pct(step["conversion"]),
         )
     tables.append(funnel_table)
-    abandon = RichTable(title="Abandonment points (last page of sessions that did not buy)")
+    abandon = RichTable(
+        title="Abandonment points (last page of sessions that started a checkout and never paid)"
+    )
     for col in ("page", "sessions", "share"):
         abandon.add_column(col, justify="left" if col == "page" else "right")
     for row in report["abandonment"]:

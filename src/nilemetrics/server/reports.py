@@ -133,8 +133,13 @@ def funnel(conn: Connection, since: datetime, until: datetime) -> list[dict[str,
 def abandonment(
     conn: Connection, since: datetime, until: datetime, limit: int = 10
 ) -> list[dict[str, Any]]:
-    """Last pages of sessions that ended in the period without paying, most common first."""
+    """Where checkouts were abandoned: the last page of each session that ended in the
+    period having started a checkout and never paid, most common first.
+
+    Sessions that never reached a checkout are visitors leaving, not abandonment.
+    """
     s, c = sessions_t.c, checkouts_t.c
+    checked_out = exists().where(c.session_id == s.session_id)
     paid = exists().where((c.session_id == s.session_id) & c.completed_at.is_not(None))
     rows = conn.execute(
         select(s.current_page_type, s.current_page_identifier, func.count())
@@ -143,6 +148,7 @@ def abandonment(
                 s.is_active.is_(False),
                 s.ended_at >= since,
                 s.ended_at < until,
+                checked_out,
                 ~paid,
             )
         )

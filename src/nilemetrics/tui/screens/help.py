@@ -64,8 +64,8 @@ FIGURES: tuple[tuple[str, str], ...] = (
      "attempt, and the page they left on."),
     ("4 Report", "the numbers of `nilemetrics report` for the last 1h/24h/7d/30d, from the "
      "server: average time per page type, the funnel with drop-off, abandonment points "
-     "(the last page of sessions that ended in the period without paying, as the server's "
-     "report computes them), error codes with "
+     "(the last page of sessions that ended in the period with a checkout started and "
+     "never paid), error codes with "
      "the amounts at stake and recovered, retries and success rates."),
 )
 

@@ -57,7 +57,7 @@ def report_tables(report: ReportOut) -> dict[str, Table]:
     for step in report.funnel:
         drop = "" if step.drop_off is None else f"{step.drop_off} ({pct(step.drop_off_rate)})"
         funnel.add_row(step.step, str(step.sessions), drop, pct(step.conversion))
-    abandon = _table("Abandonment points (last page of sessions that ended unpaid)", "page",
+    abandon = _table("Abandonment points (last page of sessions with an unpaid checkout)", "page",
                      "sessions", "share")
     for point in report.abandonment:
         page = point.page_type + (f":{point.page_identifier}" if point.page_identifier else "")
