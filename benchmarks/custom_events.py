@@ -1,12 +1,19 @@
-"""Ingestion with custom events in the mix against page visits alone, as a ratio to bare.
+"""Ingestion with custom events in the mix against page visits alone, side by side.
 
-One run on this machine: the bare endpoint (page visits, no storage) as the reference,
-then nilemetrics on SQLite and on PostgreSQL, each measured alternately without and
-with custom events (``track/event``, 30% of the requests by default), a fresh database
-per measurement. wrk, 64 connections, the same session pool for both mixes.
+One run on this machine: the bare endpoint (page visits, no storage) alone as the
+reference, then per database (SQLite, PostgreSQL) rounds of two ``nilemetrics
+serve`` at once on fresh databases, each under its own wrk (64 connections, the
+same kind of session pool): one gets page visits only, the other the same with
+custom events (``track/event``, 30% of the requests by default) mixed in. Both
+feel the same noise of a shared machine; rounds alternate which starts first and
+the median round ratio is the result.
 
-    python -m benchmarks.custom_events [--duration 15] [--share 0.3] [--rounds 2] [--skip-pg]
-        [--output custom_events.json]
+``--event-ids`` gives every request an ``eventId``, as the browser tracker sends
+them: page visits are then written to the event log too, as custom events always
+are (without ids the comparison also counts the log row page visits skip).
+
+    python -m benchmarks.custom_events [--duration 15] [--share 0.3] [--rounds 2]
+        [--event-ids] [--skip-pg] [--output custom_events.json]
 
 Writes results/custom_events.json (or --output).
 """
@@ -14,51 +21,30 @@ Writes results/custom_events.json (or --output).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from statistics import mean
 from typing import Any
 
 import psycopg
 
-from benchmarks.ingest import free_port, make_sessions, server
+from benchmarks.ingest import concurrently, free_port, make_sessions, server, wrk
 
 HERE = Path(__file__).parent
 LUA = HERE / "custom_events.lua"
 
 
-def wrk(base: str, duration: int, connections: int, env: dict[str, str]) -> dict[str, Any]:
-    """wrk with the mixed script; requests/s, latency percentiles, non-2xx."""
-    import re
-
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(LUA),
-         f"{base}/api/metrics/track/page-visit"],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-        assert match, out
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rate, "p50_ms": pct("50"), "p99_ms": pct("99"),
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
-
-
 def main() -> None:
-    """Bare, then per database: without, with, with, without … events; ratios."""
+    """Bare alone, then per database rounds of without/with events side by side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
@@ -66,8 +52,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--share", type=float, default=0.3,
                         help="share of requests that are custom events in the mixed runs")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="pairs of runs per database (order alternates)")
+    parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds per database")
+    parser.add_argument("--event-ids", action="store_true",
+                        help="every request carries an eventId, as the tracker's do")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--output", default="custom_events.json",
@@ -77,89 +64,96 @@ def main() -> None:
         sys.exit("wrk not found: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="nm-bench-events-"))
     env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
-           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
+           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token",
+           "NM_EVENT_IDS": "1" if args.event_ids else "0"}
     py = sys.executable
     runs: list[dict[str, Any]] = []
 
-    def measure(name: str, cmd: list[str], port: int, extra: dict[str, str],
-                share: float) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def running(name: str, cmd: list[str], port: int, extra: dict[str, str],
+                share: float) -> Iterator[tuple[str, dict[str, str]]]:
+        """A warmed-up server; yields its base URL and the env of its wrk."""
         with server(cmd, port, {**env, **extra}) as base:
             pool = tmp / f"{uuid.uuid4().hex}.txt"
             make_sessions(base, pool, args.sessions)
             wrk_env = {**env, "NM_SESSIONS": str(pool), "NM_EVENT_SHARE": str(share)}
-            wrk(base, args.warmup, args.connections, wrk_env)
-            result = {"server": name, "event_share": share,
-                      **wrk(base, args.duration, args.connections, wrk_env)}
-        runs.append(result)
-        print(f"{name:>9} events {share:4.0%}: {result['rps']:8.0f} req/s  p50 "
-              f"{result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  non-2xx "
-              f"{result['non_2xx']}", flush=True)
-        return result
+            wrk(base, args.warmup, args.connections, 1, wrk_env, LUA)
+            yield base, wrk_env
+
+    def record(name: str, share: float, result: dict[str, Any]) -> dict[str, Any]:
+        row = {"server": name, "event_share": share, **result}
+        runs.append(row)
+        print(f"{name:>9} events {share:4.0%}: {row['rps']:8.0f} req/s  p50 "
+              f"{row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  non-2xx "
+              f"{row['non_2xx']:.0f}", flush=True)
+        return row
 
     port = free_port()
-    bare = measure("bare", [py, "-m", "uvicorn", "benchmarks.bare_server:app", "--port",
-                            str(port), "--log-level", "warning", "--no-access-log"], port, {}, 0)
-
-    def nm(name: str, url_for_run: Any) -> None:
-        for round_ in range(args.rounds):
-            order = (0.0, args.share) if round_ % 2 == 0 else (args.share, 0.0)
-            for share in order:
-                port = free_port()
-                with url_for_run() as url:
-                    measure(name, [py, "-m", "nilemetrics", "serve", "--port", str(port),
-                                   "--log-level", "warning"], port,
-                            {"NILEMETRICS_DATABASE_URL": url}, share)
-
-    import contextlib
+    bare_cmd = [py, "-m", "uvicorn", "benchmarks.bare_server:app", "--port", str(port),
+                "--log-level", "warning", "--no-access-log"]
+    with running("bare", bare_cmd, port, {}, 0.0) as (base, wrk_env):
+        bare = record("bare", 0.0, wrk(base, args.duration, args.connections, 1, wrk_env, LUA))
 
     @contextlib.contextmanager
-    def sqlite_url() -> Any:
-        path = tmp / f"{uuid.uuid4().hex}.db"
-        yield f"sqlite:///{path}"
-
-    @contextlib.contextmanager
-    def pg_url() -> Any:
-        name = f"nm_bench_{uuid.uuid4().hex[:8]}"
+    def database(name: str) -> Iterator[str]:
+        if name == "sqlite":
+            yield f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
+            return
+        db = f"nm_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{db}"')
         try:
-            yield f"{args.pg_url.rsplit('/', 1)[0]}/{name}"
+            yield f"{args.pg_url.rsplit('/', 1)[0]}/{db}"
         finally:
             with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
-    nm("sqlite", sqlite_url)
-    if not args.skip_pg:
-        nm("postgres", pg_url)
+    @contextlib.contextmanager
+    def nm(name: str, share: float) -> Iterator[tuple[str, dict[str, str]]]:
+        port = free_port()
+        cmd = [py, "-m", "nilemetrics", "serve", "--port", str(port), "--log-level", "warning"]
+        with database(name) as url, \
+                running(name, cmd, port, {"NILEMETRICS_DATABASE_URL": url}, share) as ready:
+            yield ready
 
     summary: dict[str, Any] = {}
-    for name in ("sqlite", "postgres"):
+    for name in ("sqlite", *(() if args.skip_pg else ("postgres",))):
+        ratios: list[float] = []
+        for round_ in range(args.rounds):
+            first, second = (0.0, args.share) if round_ % 2 == 0 else (args.share, 0.0)
+            with nm(name, first) as a, nm(name, second) as b:
+                got = concurrently(
+                    lambda: wrk(a[0], args.duration, args.connections, 1, a[1], LUA),
+                    lambda: wrk(b[0], args.duration, args.connections, 1, b[1], LUA),
+                )
+            by_share = {first: record(name, first, got[0]), second: record(name, second, got[1])}
+            ratios.append(by_share[args.share]["rps"] / by_share[0.0]["rps"])
         without = [r["rps"] for r in runs if r["server"] == name and r["event_share"] == 0]
         with_events = [r["rps"] for r in runs if r["server"] == name and r["event_share"] > 0]
-        if not without:
-            continue
         summary[name] = {
-            "without_events_rps": round(mean(without)),
-            "with_events_rps": round(mean(with_events)),
-            "without_vs_bare": round(mean(without) / bare["rps"], 3),
-            "with_vs_bare": round(mean(with_events) / bare["rps"], 3),
-            "with_vs_without": round(mean(with_events) / mean(without), 3),
+            "without_events_rps": round(statistics.mean(without)),
+            "with_events_rps": round(statistics.mean(with_events)),
+            "round_ratios": [round(r, 3) for r in ratios],
+            "with_vs_without": round(statistics.median(ratios), 3),
         }
-    print("\n| database | page visits only | with custom events | with / without |")
-    print("|---|---|---|---|")
+        print(f"{name}: with / without per round {summary[name]['round_ratios']}, median "
+              f"{summary[name]['with_vs_without']:.3f}", flush=True)
+    print("\n| database | page visits only (req/s, side by side) | with custom events | "
+          "with / without (median of rounds) |\n|---|---|---|---|")
     for name, s in summary.items():
-        print(f"| {name} | {s['without_events_rps']} ({s['without_vs_bare']:.0%} of bare) | "
-              f"{s['with_events_rps']} ({s['with_vs_bare']:.0%} of bare) | "
-              f"{s['with_vs_without']:.2f}x |")
-    record = {
+        print(f"| {name} | {s['without_events_rps']} | {s['with_events_rps']} | "
+              f"{s['with_vs_without']:.3f} ({', '.join(f'{r:.3f}' for r in s['round_ratios'])}) |")
+    result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average_after": os.getloadavg(),
+        "mode": "side by side", "event_ids": args.event_ids,
         "connections": args.connections, "duration_s": args.duration,
-        "event_share": args.share, "runs": runs, "summary": summary,
+        "event_share": args.share, "bare_rps_alone": bare["rps"],
+        "runs": runs, "summary": summary,
     }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / args.output).write_text(json.dumps(record, indent=2) + "\n")
+    (HERE / "results" / args.output).write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

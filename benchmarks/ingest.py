@@ -92,11 +92,11 @@ def make_sessions(base: str, path: Path, count: int) -> None:
 
 
 def wrk(base: str, duration: int, connections: int, threads: int,
-        env: dict[str, str]) -> dict[str, float]:
-    """Run wrk against the page-visit endpoint; parse rate and latency percentiles."""
+        env: dict[str, str], script: Path = LUA) -> dict[str, float]:
+    """Run wrk (``script``) against the page-visit endpoint; parse rate and percentiles."""
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-         "-s", str(LUA), f"{base}/api/metrics/track/page-visit"],
+         "-s", str(script), f"{base}/api/metrics/track/page-visit"],
         capture_output=True, text=True, check=True, env=env,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
