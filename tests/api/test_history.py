@@ -174,6 +174,9 @@ def test_replay_snapshot_and_errors_as_of_a_minute(
      "step: 33840 buckets of 1m from since to until; at most 5000 (choose a larger step or "
      "a shorter range)"),
     ({"since": "1990-01-01T00:00:00Z", "step": "1d"}, "since: must be in the year 2000 or later"),
+    # The last bucket of the year 9999 would end past datetime's range (was a 500).
+    ({"since": "9999-12-31T00:00:00Z", "until": "9999-12-31T23:59:59Z"},
+     "since: must be before the year 9000"),
     ({"since": "yesterday"}, None),
     ({"step": "2m"}, None),
 ])

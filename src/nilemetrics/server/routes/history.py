@@ -30,8 +30,9 @@ router = APIRouter(
 )
 
 _UTC_NOTE = "ISO 8601 time; naive times are UTC."
-#: The earliest time a range may start (before it, datetime arithmetic has no room).
+#: The range a period must lie in (beyond it, bucket arithmetic runs out of datetimes).
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -49,6 +50,9 @@ def _period(
         if value < _EARLIEST:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"{name}: must be in the year 2000 or later")
+        if value >= _LATEST:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"{name}: must be before the year 9000")
     if end <= start:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
