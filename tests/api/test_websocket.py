@@ -103,6 +103,9 @@ async def test_cleanup_tick_sends_heartbeat(server: LiveServer) -> None:
     """Each cleanup run sends metrics-heartbeat with its timestamp."""
     async with websockets.connect(f"{server.ws_url}?token={server.token}") as ws, \
             httpx.AsyncClient(base_url=server.base_url) as http:
+        # Subscribed once its first snapshot arrives: a heartbeat sent before then
+        # (the handshake done, the subscription not yet) would never reach it.
+        await recv_until(ws, lambda f: f["event"] == "metrics-update")
         await http.post(f"{P}/cleanup-sessions", headers=server.auth)
         beat = await recv_until(ws, lambda f: f["event"] == "metrics-heartbeat")
         assert beat["data"] == {"timestamp": "2026-11-24T12:00:00Z", "intervalSeconds": 3600.0}
