@@ -35,9 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from benchmarks.ingest import concurrently, free_port, make_sessions, server, wrk
+from benchmarks.ingest import (
+    concurrently,
+    free_port,
+    make_sessions,
+    server,
+    throwaway_database,
+    wrk,
+)
 
 HERE = Path(__file__).parent
 LUA = HERE / "custom_events.lua"
@@ -95,24 +100,10 @@ def main() -> None:
         bare = record("bare", 0.0, wrk(base, args.duration, args.connections, 1, wrk_env, LUA))
 
     @contextlib.contextmanager
-    def database(name: str) -> Iterator[str]:
-        if name == "sqlite":
-            yield f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
-            return
-        db = f"nm_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db}"')
-        try:
-            yield f"{args.pg_url.rsplit('/', 1)[0]}/{db}"
-        finally:
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-    @contextlib.contextmanager
     def nm(name: str, share: float) -> Iterator[tuple[str, dict[str, str]]]:
         port = free_port()
         cmd = [py, "-m", "nilemetrics", "serve", "--port", str(port), "--log-level", "warning"]
-        with database(name) as url, \
+        with throwaway_database(name, args.pg_url, tmp) as url, \
                 running(name, cmd, port, {"NILEMETRICS_DATABASE_URL": url}, share) as ready:
             yield ready
 

@@ -44,7 +44,14 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, text
 
-from benchmarks.ingest import concurrently, free_port, make_sessions, server, wrk
+from benchmarks.ingest import (
+    concurrently,
+    free_port,
+    make_sessions,
+    server,
+    throwaway_database,
+    wrk,
+)
 from nilemetrics.protocol.history import Step
 from nilemetrics.server.db import make_engine, migrate
 from nilemetrics.server.journeys import Person, journey, sessions_of
@@ -334,24 +341,10 @@ def _ingest_side_by_side(args: argparse.Namespace, kind: str) -> None:
     ratios: list[float] = []
 
     @contextlib.contextmanager
-    def database(label: str) -> Iterator[str]:
-        if kind == "sqlite":
-            yield f"sqlite:///{tmp / f'bench-{label}-{uuid.uuid4().hex[:6]}.db'}"
-            return
-        name = f"nm_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{args.pg_url.rsplit('/', 1)[0]}/{name}"
-        finally:
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    @contextlib.contextmanager
     def running(label: str) -> Iterator[dict[str, str]]:
         """A server with rollups ``label`` (on/off), sessions started; yields wrk's env."""
         port = free_port()
-        with database(label) as url:
+        with throwaway_database(kind, args.pg_url, tmp) as url:
             run_env = {**env, "NILEMETRICS_DATABASE_URL": url,
                        "NILEMETRICS_ROLLUPS": "true" if label == "on" else "false"}
             with server([py, "-m", "nilemetrics", "serve", "--port", str(port),

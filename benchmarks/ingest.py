@@ -76,6 +76,23 @@ def server(cmd: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def throwaway_database(kind: str, pg_url: str, directory: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a new SQLite file in ``directory``, or a new
+    PostgreSQL database on ``pg_url``'s server, dropped when the block ends."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    name = f"nm_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def make_sessions(base: str, path: Path, count: int) -> None:
     """Start ``count`` sessions like the shop's client; write their ids to ``path``."""
     if "/api/metrics/session/start" not in httpx.get(f"{base}/openapi.json").text:

@@ -25,8 +25,9 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _page_types(conn: Connection) -> list[str]:
-    """Every page type stored, known or not, by index seeks (one per type, no scan)."""
+def page_types(conn: Connection) -> list[str]:
+    """Every page type stored, known or not, by seeks on ``ix_page_visits_type_time``
+    (one per type, no scan)."""
     v = visits_t.c
     found: list[str] = []
     while True:
@@ -51,7 +52,7 @@ def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str
     by_identifier: dict[str, list[dict[str, Any]]] = {
         kind.value: [] for kind in IDENTIFIED_PAGE_TYPES
     }
-    for page_type in _page_types(conn):
+    for page_type in page_types(conn):
         if page_type in IDENTIFIED_PAGE_TYPES:
             rows = conn.execute(
                 select(v.page_identifier, func.count(), func.sum(v.duration_seconds))

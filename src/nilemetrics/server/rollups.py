@@ -44,6 +44,7 @@ from sqlalchemy import (
 from nilemetrics.protocol.history import STEP_SECONDS, HistoryOut, HistoryPoint, Step
 from nilemetrics.protocol.pushed import LiveMetrics
 from nilemetrics.server.live import snapshot, wire_amount
+from nilemetrics.server.reports import page_types
 from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
@@ -153,20 +154,6 @@ def _start_of(number: Any, width: int) -> datetime:
     return _EPOCH + timedelta(seconds=int(number) * width)
 
 
-def _page_types(conn: Connection) -> list[str]:
-    """Every page type stored, by index seeks on ``ix_page_visits_type_time`` (no scan)."""
-    v = visits_t.c
-    found: list[str] = []
-    while True:
-        query = select(func.min(v.page_type))
-        if found:
-            query = query.where(v.page_type > found[-1])
-        page_type = conn.execute(query).scalar_one()
-        if page_type is None:
-            return found
-        found.append(page_type)
-
-
 def source_figures(
     conn: Connection, start: datetime, end: datetime, width: int
 ) -> dict[datetime, Figures]:
@@ -191,7 +178,7 @@ def source_figures(
     ):
         at(number).sessions_started += n
     bucket = _bucket(conn, v.entered_at, width)
-    for page_type in _page_types(conn):
+    for page_type in page_types(conn):
         for number, n in conn.execute(
             select(bucket, func.count())
             .where((v.page_type == page_type) & (v.entered_at >= start) & (v.entered_at < end))
