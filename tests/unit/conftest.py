@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.server.db import make_engine, migrate
+from tests.support import truncate_all
 
 
 @pytest.fixture(scope="session")
@@ -28,5 +29,24 @@ def engine(_migrated_template: Path, tmp_path: Path) -> Iterator[Engine]:
     path = tmp_path / "metrics.db"
     shutil.copyfile(_migrated_template, path)
     engine = make_engine(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def any_engine(database_url: str) -> Iterator[Engine]:
+    """A migrated, empty database on SQLite and on PostgreSQL (``database_url``'s params)."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_database: str) -> Iterator[Engine]:
+    """A migrated, empty PostgreSQL database (the run's shared test database, emptied)."""
+    engine = make_engine(pg_database)
+    migrate(engine)
+    truncate_all(pg_database)
     yield engine
     engine.dispose()

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from nilemetrics.server.ingestion import statements as st
 from nilemetrics.server.ingestion.statements import (
@@ -136,8 +137,9 @@ def test_bulk_sends_one_statement_per_batch_within_the_parameter_limit() -> None
     assert len(conn.calls) == 2
 
 
-def test_rows_written_raw_read_back_the_same_through_sqlalchemy(engine: Engine) -> None:
+def test_rows_written_raw_read_back_the_same_through_sqlalchemy(any_engine: Engine) -> None:
     """Sessions and visits sent through the driver read back equal through the tables."""
+    engine = any_engine
     with engine.begin() as conn:
         sql = statements(conn)
         sql.bulk(conn, sql.insert_sessions, [
@@ -174,8 +176,9 @@ def test_rows_written_raw_read_back_the_same_through_sqlalchemy(engine: Engine) 
     ]
 
 
-def test_load_sessions_gives_each_session_with_its_open_visit(engine: Engine) -> None:
+def test_load_sessions_gives_each_session_with_its_open_visit(any_engine: Engine) -> None:
     """A known session comes with its open visit's start; one without an open visit with None."""
+    engine = any_engine
     with engine.begin() as conn:
         sql = statements(conn)
         sessions = [
@@ -204,3 +207,85 @@ def test_load_sessions_gives_each_session_with_its_open_visit(engine: Engine) ->
                                      visits_t.c.duration_seconds)).one()
         assert tuple(closed) == (False, T0 + timedelta(seconds=9), 9.0)
         assert sql.load_sessions(conn, [SID])[0].open_visit_entered_at is None
+
+
+def _visit(sid: str, **values: Any) -> Any:
+    row = {"session_id": sid, "page_type": "search", "page_identifier": None, "page_url": None,
+           "entered_at": T0, "exited_at": None, "duration_seconds": None, "is_active": True,
+           **values}
+    return VisitInsert(**row)
+
+
+def test_postgres_bulk_text_is_the_same_for_any_number_of_rows() -> None:
+    """PostgreSQL: one array parameter per column (unnest), so one text whatever the rows.
+
+    psycopg converts a text once and prepares it after five runs; with one ``(%s, …)``
+    per row every batch size was a text of its own, converted anew each time.
+    """
+    pg = Statements("postgresql")
+    one_sql, one_params = pg.pg_bulk(pg.insert_visits, [_visit(SID)])
+    many_sql, many_params = pg.pg_bulk(pg.insert_visits, [_visit(SID), _visit(OTHER)] * 25)
+    assert one_sql == many_sql == (
+        "INSERT INTO page_visits (session_id, page_type, page_identifier, page_url, entered_at, "
+        "exited_at, duration_seconds, is_active) SELECT * FROM unnest(%s::VARCHAR[], "
+        "%s::VARCHAR[], %s::VARCHAR[], %s::VARCHAR[], %s::TIMESTAMP WITH TIME ZONE[], "
+        "%s::TIMESTAMP WITH TIME ZONE[], %s::FLOAT[], %s::BOOLEAN[])"
+    )
+    assert one_params[0] == [SID] and len(many_params) == 8
+    assert many_params[0] == [SID, OTHER] * 25 and many_params[7] == [True] * 50
+    touch = pg.pg_bulk(pg.touch_sessions, [SessionTouch(SID, T0, "home", None)])[0]
+    assert touch.startswith(
+        "WITH v(session_id, last_activity, current_page_type, current_page_identifier) AS "
+        "(SELECT * FROM unnest(%s::VARCHAR[], %s::TIMESTAMP WITH TIME ZONE[], "
+        "%s::VARCHAR[], %s::VARCHAR[])) UPDATE user_sessions SET"
+    )
+    with pytest.raises(ValueError, match="not a multi-row template"):
+        pg.pg_bulk(pg.change_session_state, [SessionStateChange(SID, True, None)])
+
+
+def test_queued_writes_run_in_order_and_fail_as_sqlalchemy_errors(any_engine: Engine) -> None:
+    """Writes: what is queued runs in order at send(); a refusal is SQLAlchemy's error type
+    with the driver's own error inside (the writer sorts outages from refusals by them),
+    and nothing of the transaction is kept."""
+    engine = any_engine
+    with engine.begin() as conn:
+        sql = statements(conn)
+        writes = sql.writes(conn)
+        writes.bulk(sql.insert_visits, [_visit(SID)])
+        writes.bulk(sql.close_visits, [VisitClose(SID, sql.ts(T0 + timedelta(seconds=3)), 3.0)])
+        writes.bulk(sql.insert_visits, [_visit(SID, page_type="product", is_active=True)])
+        writes.send()
+        rows = conn.execute(select(visits_t.c.page_type, visits_t.c.is_active,
+                                   visits_t.c.duration_seconds).order_by(visits_t.c.id)).all()
+    assert [tuple(r) for r in rows] == [("search", False, 3.0), ("product", True, None)]
+    session = SessionInsert(
+        session_id=SID, user_id=None, email=None, phone=None, ip_address=None, user_agent=None,
+        is_active=True, started_at=T0, last_activity=T0, ended_at=None, current_page_type=None,
+        current_page_identifier=None, platform=None, app_version=None)
+    with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+        sql = statements(conn)
+        session = session._replace(is_active=sql.boolean(True), started_at=sql.ts(T0),
+                                   last_activity=sql.ts(T0))
+        writes = sql.writes(conn)
+        writes.bulk(sql.insert_visits, [_visit(OTHER)])
+        writes.bulk(sql.insert_sessions, [session, session])  # the same session_id twice
+        writes.send()
+    if engine.dialect.name == "postgresql":
+        assert caught.value.orig.sqlstate == "23505"  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(visits_t)).scalar_one() == 2
+        assert conn.execute(select(func.count()).select_from(sessions_t)).scalar_one() == 0
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_an_overlong_value_instead_of_cutting_it(pg_engine: Engine) -> None:
+    """The arrays are cast without a length: a value too long for its column is refused
+    (as a multi-row VALUES was), never stored cut short."""
+    engine = pg_engine
+    with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
+        sql = statements(conn)
+        writes = sql.writes(conn)
+        writes.bulk(sql.insert_visits, [_visit(SID, page_url="https://shop.example/" + "x" * 3000)])
+        writes.send()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(visits_t)).scalar_one() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Arbitrary constant key for the PostgreSQL advisory lock held while migrating,
 #: so several `serve` processes starting together migrate one at a time.
 _MIGRATION_LOCK_KEY = 7_305_441_862
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before it is
+#: handed out (seconds); one used more recently is trusted (see _ping_when_idle).
+PING_AFTER_IDLE_S = 1.0
 
 
 class DatabaseUnavailable(Exception):
@@ -73,18 +78,49 @@ def make_engine(
             raise DatabaseUrlError(f"invalid SQLite URL {url!r}: {exc}") from exc
         _tune_sqlite(engine, busy_timeout, path)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     connect_args: dict[str, Any] = {"connect_timeout": 5}
     if pg_options:
         connect_args["options"] = pg_options
     kwargs.setdefault("connect_args", connect_args)
     try:
-        return create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, **kwargs)
     except NoSuchModuleError as exc:
         raise DatabaseUrlError(
             f"unsupported database driver in {url!r}: use postgresql+psycopg://"
         ) from exc
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, PING_AFTER_IDLE_S)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle: float) -> None:
+    """Ping a pooled connection before handing it out, if it has been idle a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip before
+    each of the writer's batches, which under load costs more than the batch's
+    statements (a trip through both processes' schedulers). A connection that was
+    in use a moment ago was alive a moment ago; one idle for ``idle`` seconds (the
+    database may have restarted since) is pinged, and a dead one is replaced
+    (``DisconnectionError``: the pool connects anew). A connection that dies in use
+    fails its statement, and SQLAlchemy then discards the pool's connections.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["nm_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("nm_idle_since")  # None: connected just now
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):  # type: ignore[arg-type]
+                raise DisconnectionError(f"connection found dead when pinged: {exc}") from exc
+            raise
 
 
 def _sqlite_directory(path: Path) -> None:

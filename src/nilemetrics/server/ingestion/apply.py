@@ -25,14 +25,27 @@ from nilemetrics.server.ingestion.statements import (
     Statements,
     VisitClose,
     VisitInsert,
+    Writes,
     statements,
 )
+from nilemetrics.server.notify import NOTIFY_CHANNEL
 from nilemetrics.server.tables import checkouts_t, errors_t
 
+#: Delivered at commit to every process LISTENing on this database (PostgreSQL).
+NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
-def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
-    """Apply ``events`` in order inside the caller's transaction."""
-    applied = log_events(conn, events)
+
+def apply_batch(
+    conn: Connection, events: list[TrackedEvent], *, notify: bool = False
+) -> BatchOutcome:
+    """Apply ``events`` in order inside the caller's transaction.
+
+    ``notify`` (PostgreSQL): tell the other server processes, at commit, that the
+    batch changed something. The writes that need no answer (nearly all of a batch)
+    go out together at the end (see :class:`Writes`), the notification with them.
+    """
+    writes = statements(conn).writes(conn)
+    applied = log_events(conn, events, writes)
     live = [event for event, ok in zip(events, applied, strict=True) if ok]
     # A session/start names a known session only with a client-chosen id (the tracker,
     # identify()); ids the server just made need no lookup.
@@ -43,7 +56,10 @@ def apply_batch(conn: Connection, events: list[TrackedEvent]) -> BatchOutcome:
     plan = plan_batch(live, load_sessions(conn, wanted) if wanted else {})
     outcome = BatchOutcome(applied=applied)
     outcome.payment_errors = _write_checkouts(conn, plan)
-    _write_sessions(conn, plan)
+    _write_sessions(writes, plan)
+    if notify and outcome.changed:
+        writes.execute(NOTIFY_SQL, (NOTIFY_CHANNEL, notify_payload(outcome)))
+    writes.send()
     return outcome
 
 
@@ -82,8 +98,13 @@ def load_sessions(conn: Connection, session_ids: list[str]) -> dict[str, Session
     return states
 
 
-def _write_sessions(conn: Connection, plan: Plan) -> None:
-    sql: Statements = statements(conn)
+def notify_payload(outcome: BatchOutcome) -> str:
+    """What a batch's NOTIFY says: ``errors`` when it recorded a payment error."""
+    return "errors" if outcome.payment_errors else "metrics"
+
+
+def _write_sessions(writes: Writes, plan: Plan) -> None:
+    sql: Statements = writes.statements
     ts, boolean = sql.ts, sql.boolean
     new_rows: list[tuple[object, ...]] = []
     touches: list[tuple[object, ...]] = []
@@ -124,17 +145,17 @@ def _write_sessions(conn: Connection, plan: Plan) -> None:
                 session_id=sid, user_id=st.user_id, email=st.email, phone=st.phone,
                 ip_address=st.ip_address, user_agent=st.user_agent,
             ))
-    sql.bulk(conn, sql.insert_sessions, new_rows)
-    sql.bulk(conn, sql.touch_sessions, touches)
-    sql.each(conn, sql.change_session_state, state_changes)
-    sql.each(conn, sql.change_session_contact, contacts)
-    sql.each(conn, sql.change_session_platform, platforms)
-    sql.bulk(conn, sql.close_visits, [
+    writes.bulk(sql.insert_sessions, new_rows)
+    writes.bulk(sql.touch_sessions, touches)
+    writes.each(sql.change_session_state, state_changes)
+    writes.each(sql.change_session_contact, contacts)
+    writes.each(sql.change_session_platform, platforms)
+    writes.bulk(sql.close_visits, [
         VisitClose(session_id=c.session_id, exited_at=ts(c.exited_at),
                    duration_seconds=c.duration_seconds)
         for c in plan.visit_closes
     ])
-    sql.bulk(conn, sql.insert_visits, [
+    writes.bulk(sql.insert_visits, [
         VisitInsert(
             session_id=v.session_id, page_type=v.page_type, page_identifier=v.page_identifier,
             page_url=v.page_url, entered_at=ts(v.entered_at), exited_at=ts(v.exited_at),

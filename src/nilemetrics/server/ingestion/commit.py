@@ -205,9 +205,7 @@ def apply_once(
     with engine.connect() as conn:
         write_options(conn)
         with conn.begin():
-            outcome = apply_batch(conn, events)
-            if notify and outcome.changed:
-                send_notify(conn, "errors" if outcome.payment_errors else "metrics")
+            outcome = apply_batch(conn, events, notify=notify)
             if not gate.commit(seq):
                 raise Abandoned  # leaving the block rolls back
         return outcome

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from nilemetrics.ids import uuid7
 from nilemetrics.protocol.names import EventType
 from nilemetrics.server.ingestion.events import TrackedEvent
-from nilemetrics.server.ingestion.statements import EventInsert, statements
+from nilemetrics.server.ingestion.statements import EventInsert, Writes
 from nilemetrics.server.tables import events_t
 
 #: Events fully recorded by their own tables (page_visits, user_sessions.last_activity).
@@ -34,14 +34,15 @@ def payload(event: TrackedEvent) -> dict[str, Any]:
     return data
 
 
-def log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
+def log_events(conn: Connection, events: list[TrackedEvent], writes: Writes) -> list[bool]:
     """Append events to the log; return, per event, False when it repeats a logged one.
 
     Every event with an eventId is logged (that is what makes retries idempotent),
     and so is every event not in ``RECORDED_ELSEWHERE``. An eventId is a repeat
     only within its own session: an eventId another session used is logged under
     a key scoped to this session, so answers never tell whether someone else's
-    eventId exists.
+    eventId exists. Events without an eventId need no answer: their rows are queued
+    on ``writes``.
     """
     applied = [True] * len(events)
     seen: set[tuple[str, str]] = set()
@@ -69,9 +70,8 @@ def log_events(conn: Connection, events: list[TrackedEvent]) -> list[bool]:
     if client_rows:
         _log_client_rows(conn, client_rows, applied)
     if server_rows:
-        sql = statements(conn)
-        sql.bulk(
-            conn,
+        sql = writes.statements
+        writes.bulk(
             sql.insert_events,
             [
                 EventInsert(
