@@ -135,6 +135,8 @@ def test_hung_sqlite_writer_answers_503_in_time_and_writes_nothing_later(
         assert after["page_visits"] == before["page_visits"] + 1
         assert after["user_sessions"] == before["user_sessions"] + 1
         assert live.state.writer._queued == 0
+        # Answered or expired, no request is kept for its deadline any more.
+        assert not live.state.writer._deadlines
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -208,6 +210,7 @@ def test_frozen_postgres_answers_503_in_time_and_writes_nothing_later(
             after = row_counts(db)
             assert after["page_visits"] == before["page_visits"] + 1
             assert live.state.writer._queued == 0
+            assert not live.state.writer._deadlines
     finally:
         proxy.flowing.set()
         proxy.stop()

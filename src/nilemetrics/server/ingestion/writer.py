@@ -118,7 +118,8 @@ class _Group:
     client: str = ""
     #: Arrival order (a job waits for the requests queued before it).
     order: int = 0
-    timer: asyncio.TimerHandle | None = None
+    #: When its time is up (loop time).
+    deadline: float = 0.0
     #: The batch it was last handed to the database with (0: still queued).
     seq: int = 0
 
@@ -174,6 +175,10 @@ class GroupCommitWriter:
             else None
         )
         self._wal = WalKeeper(engine)
+        #: Requests in arrival order, hence in deadline order (one timeout for all): one
+        #: timer for the earliest deadline, not one per request (see _sweep).
+        self._deadlines: deque[_Group] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._seq = 0
         self._in_flight: list[_Group] = []
         #: Large turns wait until then (loop time); see LARGE_PAUSE.
@@ -201,6 +206,9 @@ class GroupCommitWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._process is not None:
             await asyncio.to_thread(self._process.close)
         self._executor.shutdown(wait=True)
@@ -255,8 +263,11 @@ class GroupCommitWriter:
     async def _submit(self, events: list[TrackedEvent], client: str) -> list[bool]:
         self._admit(len(events), client)
         loop = asyncio.get_running_loop()
-        group = _Group(events, loop.create_future(), client, next(self._order))
-        group.timer = loop.call_later(self._write_timeout, self._expire, group)
+        group = _Group(events, loop.create_future(), client, next(self._order),
+                       loop.time() + self._write_timeout)
+        self._deadlines.append(group)
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(group.deadline, self._sweep)
         self._groups.push(client, group, len(events))
         self._wake.set()
         try:
@@ -264,8 +275,29 @@ class GroupCommitWriter:
         except asyncio.CancelledError:
             self._drop(group)  # nobody waits for it any more: never write it later
             raise
-        finally:
-            group.timer.cancel()
+
+    def _sweep(self) -> None:
+        """Expire every request whose time is up; arm the timer for the next deadline.
+
+        A timer per request (``call_later`` and its ``cancel``) was a measurable share
+        of the event loop's time per event; the deadlines come in arrival order, so
+        one timer at the earliest one does the same.
+        """
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0].future.done() or deadlines[0].deadline <= now):
+            group = deadlines.popleft()
+            if not group.future.done():
+                self._expire(group)
+        if deadlines:
+            self._sweeper = asyncio.get_running_loop().call_at(deadlines[0].deadline, self._sweep)
+
+    def _forget_answered(self) -> None:
+        """Let go of the answered requests at the head of the deadline queue (their events)."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].future.done():
+            deadlines.popleft()
 
     async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
         """Run ``job(conn)`` in the writer thread in its own write transaction.
@@ -374,7 +406,7 @@ class GroupCommitWriter:
         now = loop.time()
         for group in batch:
             # Its time ran out while it was away from the queue (being isolated).
-            if group.timer is not None and group.timer.when() <= now and not group.future.done():
+            if group.deadline <= now and not group.future.done():
                 group.future.set_exception(self._timed_out())
         batch = [group for group in batch if not group.future.done()]
         if not batch:
@@ -409,6 +441,7 @@ class GroupCommitWriter:
             else:  # the gate makes this impossible; say so loudly if it ever is not
                 log.error("a batch was committed after one of its requests was answered")
             start = end
+        self._forget_answered()
         try:
             self._on_commit(outcome)
             if self.observer is not None:
