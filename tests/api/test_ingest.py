@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
@@ -280,6 +281,36 @@ def test_single_event_answers_are_plain_and_carry_cors_once(
     assert [r.page_type for r in rows(db, visits_t)] == ["homepage", "checkout", "payment"]
     paths = client.get("/openapi.json").json()["paths"]
     assert "PageVisitIn" in json.dumps(paths[f"{P}/track/page-visit"])
+
+
+def _cors(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.multi_items()
+                  if k.startswith("access-control-") or k == "vary")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("origin", [None, "http://shop.test", "http://elsewhere.test"])
+def test_answers_before_and_behind_the_front_door_carry_the_same_cors_headers(
+    client: httpx.Client, server: LiveServer, origin: str | None
+) -> None:
+    """A valid event (answered by the front door, outside the CORS middleware), a refused
+    oversize body (front door too) and an invalid event (the route, behind the CORS
+    middleware): whatever the Origin, the browser sees the same CORS headers."""
+    sid = start(client)
+    headers = {} if origin is None else {"Origin": origin}
+    fast = client.post(f"{P}/track/page-visit", headers=headers,
+                       json={"sessionId": sid, "pageType": "homepage"})
+    routed = client.post(f"{P}/track/page-visit", headers=headers,
+                         json={"sessionId": sid, "pageType": "no spaces allowed"})
+    limit = server.state.settings.max_body_bytes
+    oversize = client.post(f"{P}/track/page-visit", headers=headers,
+                           content=b"{" + b" " * limit + b"}")
+    assert (fast.status_code, routed.status_code, oversize.status_code) == (200, 422, 413)
+    assert _cors(fast) == _cors(routed) == _cors(oversize)
+    if origin == "http://shop.test":
+        assert ("access-control-allow-origin", origin) in _cors(fast)
+    else:
+        assert "access-control-allow-origin" not in dict(_cors(fast))
 
 
 REFUSED_URL = "https://shop.test/refused-by-the-database"

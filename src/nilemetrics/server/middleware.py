@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ class IngestBodyMiddleware:
     holds (its share of the writer's queue is full) gets 429 with ``busy_detail``
     at once, before its body is read: a flooder refused again and again then
     costs the event loop next to nothing, instead of a 500-event parse each time.
+
+    ``cors``: the application's CORS middleware, when this one sits outside it (the
+    server's front door, see ``server.app.TrackingServer``): the answers given here
+    (fast path, 413, 429) then get the headers it would have added (:class:`CorsHeaders`).
     """
 
     def __init__(
@@ -56,6 +62,7 @@ class IngestBodyMiddleware:
         busy_paths: Collection[str] = (),
         busy_detail: str = "",
         refused: Callable[[str], None] | None = None,
+        cors: CORSMiddleware | None = None,
     ) -> None:
         self.app = app
         self.prefix = prefix
@@ -71,6 +78,7 @@ class IngestBodyMiddleware:
         self.busy_body = json.dumps({"detail": busy_detail}).encode()
         #: Told of each request refused here (413, 429), with its reason (metrics).
         self.refused = refused
+        self.cors = CorsHeaders(cors) if cors is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -89,6 +97,10 @@ class IngestBodyMiddleware:
                     declared = None
             elif key == b"origin":
                 origin = value
+        cors = self.cors
+        app_send = send
+        if cors is not None:
+            send = cors.wrap(send, origin)
         if declared is not None and declared > self.max_bytes:
             await self._reject(send)
             return
@@ -108,9 +120,9 @@ class IngestBodyMiddleware:
         handler = self.fast.get(path) if scope["method"] == "POST" else None
         if declared is not None and handler is None:
             # The server enforces Content-Length, so the body cannot exceed it.
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, app_send)
             return
-        await self._counted(scope, receive, send, handler)
+        await self._counted(scope, receive, send, handler, app_send)
 
     def _warn_origin(self, origin: bytes, path: str) -> None:
         if (
@@ -129,9 +141,13 @@ class IngestBodyMiddleware:
         )
 
     async def _counted(
-        self, scope: Scope, receive: Receive, send: Send, handler: FastHandler | None
+        self, scope: Scope, receive: Receive, send: Send, handler: FastHandler | None,
+        app_send: Send,
     ) -> None:
-        """Read the body (up to the cap), offer it to ``handler``, else replay it to the app."""
+        """Read the body (up to the cap), offer it to ``handler``, else replay it to the app.
+
+        ``send`` answers from here, ``app_send`` is what the application is given.
+        """
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -158,7 +174,7 @@ class IngestBodyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, app_send)
 
     async def _busy(self, send: Send) -> None:
         if self.refused is not None:
@@ -195,6 +211,58 @@ class IngestBodyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class CorsHeaders:
+    """The headers a CORS middleware adds to a simple (non-preflight) answer, per origin.
+
+    For answers given outside the middleware. The same decisions as Starlette's
+    ``CORSMiddleware.send`` (a test compares the two for each kind of origin), made
+    once per origin value and kept for the shop's few origins.
+    """
+
+    #: Most origins whose headers are kept (any others are worked out per answer).
+    MAX_KEPT = 64
+
+    def __init__(self, cors: CORSMiddleware) -> None:
+        self._cors = cors
+        self._kept: dict[bytes | None, list[tuple[bytes, bytes]]] = {}
+
+    def headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """What an answer to a request with this ``Origin`` (None: none) gets added."""
+        found = self._kept.get(origin)
+        if found is None:
+            found = self._work_out(None if origin is None else origin.decode("latin-1"))
+            if len(self._kept) < self.MAX_KEPT:
+                self._kept[origin] = found
+        return found
+
+    def _work_out(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        cors = self._cors
+        message: Message = {"type": "http.response.start", "headers": []}
+        headers = MutableHeaders(scope=message)
+        # As CORSMiddleware.send does it (starlette 1.x).
+        if origin is not None:
+            headers.update(cors.simple_headers)
+        if origin is not None and (
+            (cors.allow_all_origins and cors.allow_credentials)
+            or (not cors.allow_all_origins and cors.is_allowed_origin(origin=origin))
+        ):
+            cors.allow_explicit_origin(headers, origin)
+        else:
+            headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
+        return list(message["headers"])
+
+    def wrap(self, send: Send, origin: bytes | None) -> Send:
+        """``send`` adding this origin's headers to the answer's start."""
+        extra = self.headers(origin)
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        return send_with_cors
 
 
 #: Scope key of a function that drops a WebSocket's connection at once (or None).
