@@ -216,33 +216,6 @@ def _visit(sid: str, **values: Any) -> Any:
     return VisitInsert(**row)
 
 
-def test_postgres_bulk_text_is_the_same_for_any_number_of_rows() -> None:
-    """PostgreSQL: one array parameter per column (unnest), so one text whatever the rows.
-
-    psycopg converts a text once and prepares it after five runs; with one ``(%s, …)``
-    per row every batch size was a text of its own, converted anew each time.
-    """
-    pg = Statements("postgresql")
-    one_sql, one_params = pg.pg_bulk(pg.insert_visits, [_visit(SID)])
-    many_sql, many_params = pg.pg_bulk(pg.insert_visits, [_visit(SID), _visit(OTHER)] * 25)
-    assert one_sql == many_sql == (
-        "INSERT INTO page_visits (session_id, page_type, page_identifier, page_url, entered_at, "
-        "exited_at, duration_seconds, is_active) SELECT * FROM unnest(%s::VARCHAR[], "
-        "%s::VARCHAR[], %s::VARCHAR[], %s::VARCHAR[], %s::TIMESTAMP WITH TIME ZONE[], "
-        "%s::TIMESTAMP WITH TIME ZONE[], %s::FLOAT[], %s::BOOLEAN[])"
-    )
-    assert one_params[0] == [SID] and len(many_params) == 8
-    assert many_params[0] == [SID, OTHER] * 25 and many_params[7] == [True] * 50
-    touch = pg.pg_bulk(pg.touch_sessions, [SessionTouch(SID, T0, "home", None)])[0]
-    assert touch.startswith(
-        "WITH v(session_id, last_activity, current_page_type, current_page_identifier) AS "
-        "(SELECT * FROM unnest(%s::VARCHAR[], %s::TIMESTAMP WITH TIME ZONE[], "
-        "%s::VARCHAR[], %s::VARCHAR[])) UPDATE user_sessions SET"
-    )
-    with pytest.raises(ValueError, match="not a multi-row template"):
-        pg.pg_bulk(pg.change_session_state, [SessionStateChange(SID, True, None)])
-
-
 def test_queued_writes_run_in_order_and_fail_as_sqlalchemy_errors(any_engine: Engine) -> None:
     """Writes: what is queued runs in order at send(); a refusal is SQLAlchemy's error type
     with the driver's own error inside (the writer sorts outages from refusals by them),
@@ -278,9 +251,9 @@ def test_queued_writes_run_in_order_and_fail_as_sqlalchemy_errors(any_engine: En
 
 
 @pytest.mark.postgres
-def test_postgres_refuses_an_overlong_value_instead_of_cutting_it(pg_engine: Engine) -> None:
-    """The arrays are cast without a length: a value too long for its column is refused
-    (as a multi-row VALUES was), never stored cut short."""
+def test_postgres_refuses_an_overlong_value_sent_in_the_pipeline(pg_engine: Engine) -> None:
+    """A value too long for its column is refused through the pipeline too, and nothing
+    of the batch is kept."""
     engine = pg_engine
     with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
         sql = statements(conn)

@@ -16,7 +16,6 @@ column, and a column that does not exist fails at import.
 from __future__ import annotations
 
 import json
-import re
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from nilemetrics.server.tables import events_t, sessions_t, visits_t
@@ -146,20 +144,6 @@ def one_row_params(row: Any) -> tuple[Any, ...]:
     return (*row[1:], row[0])
 
 
-def _pg_array(row: type[Any]) -> str:
-    """``unnest(%s::TYPE[], …)`` of ``row``'s columns: the rows as one array per column.
-
-    Types without a length (``VARCHAR``, not ``VARCHAR(36)``): an explicit cast would
-    cut a long value short, where storing it into the column refuses it, as before.
-    """
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    types = [
-        re.sub(r"\(\d+\)", "", row.table.c[column].type.compile(dialect=dialect))
-        for column in _columns(row)
-    ]
-    return "SELECT * FROM unnest(" + ", ".join(f"%s::{name}[]" for name in types) + ")"
-
-
 @contextmanager
 def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
     """psycopg's errors raised past SQLAlchemy, as SQLAlchemy would have raised them.
@@ -182,15 +166,7 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
 
 
 class Statements:
-    """The hot statements and value conversions for one dialect.
-
-    Multi-row statements are written with a ``VALUES {rows}`` placeholder. On SQLite
-    it becomes ``(?, ?), (?, ?), …``; on PostgreSQL ``unnest`` of one array parameter
-    per column, so the statement's text is the same whatever the number of rows:
-    psycopg converts it once (its query cache keeps only short texts, and the
-    multi-row text of 64 rows took a fifth of the writer's time to convert) and
-    PostgreSQL plans it once (psycopg prepares a statement after its fifth run).
-    """
+    """The hot statements and value conversions for one dialect."""
 
     def __init__(self, dialect_name: str) -> None:
         self.pg = dialect_name == "postgresql"
@@ -255,7 +231,6 @@ class Statements:
             )
         self._select_cache: dict[int, str] = {}
         self._rows_cache: dict[tuple[int, int], str] = {}
-        self._unnest_cache: dict[tuple[str, type[Any]], str] = {}
 
     def _rows(self, n: int, width: int) -> str:
         key = (n, width)
@@ -267,30 +242,21 @@ class Statements:
 
     def bulk(self, conn: Connection, template: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Run a ``{rows}`` statement for all rows, as few statements as the limits allow."""
+        for sql, params in self.chunks(template, rows):
+            conn.exec_driver_sql(sql, params)
+
+    def chunks(
+        self, template: str, rows: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """The statements and parameters that write ``rows`` with a ``{rows}`` template."""
         if not rows:
-            return
-        if self.pg:
-            conn.exec_driver_sql(*self.pg_bulk(template, rows))
             return
         width = len(rows[0])
         step = max(1, MAX_PARAMS // width)
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
             sql = template.replace("{rows}", self._rows(len(chunk), width))
-            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
-
-    def pg_bulk(
-        self, template: str, rows: Sequence[tuple[Any, ...]]
-    ) -> tuple[str, tuple[list[Any], ...]]:
-        """PostgreSQL: the statement and parameters of ``template`` for ``rows`` (one run)."""
-        row = type(rows[0])
-        key = (template, row)
-        sql = self._unnest_cache.get(key)
-        if sql is None:
-            if "VALUES {rows}" not in template:
-                raise ValueError(f"not a multi-row template: {template[:60]!r}")
-            sql = self._unnest_cache[key] = template.replace("VALUES {rows}", _pg_array(row))
-        return sql, tuple(list(column) for column in zip(*rows, strict=True))
+            yield sql, tuple(value for row in chunk for value in row)
 
     def each(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Run a one-row ``_update_one`` statement for each row (key last, see one_row_params)."""
@@ -374,8 +340,8 @@ class Writes:
         if not self._sql.pg:
             self._sql.bulk(self._conn, template, rows)
             return
-        sql, params = self._sql.pg_bulk(template, rows)
-        self._queued.append((sql, params, False))
+        for sql, params in self._sql.chunks(template, rows):
+            self._queued.append((sql, params, False))
 
     def each(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Queue a one-row statement for each row (see :meth:`Statements.each`)."""
