@@ -262,3 +262,20 @@ def test_postgres_refuses_an_overlong_value_sent_in_the_pipeline(pg_engine: Engi
         writes.send()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(visits_t)).scalar_one() == 0
+
+
+def test_postgres_placeholders_are_numbered_once_per_text() -> None:
+    """The pipeline's raw cursor takes $n placeholders: numbered here, in order, and the
+    multi-row texts per row count (psycopg would parse each long text anew)."""
+    pg = Statements("postgresql")
+    assert pg.numbered(pg.change_session_state) == (
+        "UPDATE user_sessions SET is_active = $1, ended_at = $2 WHERE session_id = $3"
+    )
+    assert pg.numbered("SELECT 1") == "SELECT 1"
+    rows = [VisitClose(session_id=str(n), exited_at=T0, duration_seconds=1.0) for n in range(2)]
+    [(sql, params)] = pg.chunks(pg.close_visits, rows, numbered=True)
+    assert "(VALUES ($1, $2, $3), ($4, $5, $6))" in sql and "%s" not in sql
+    assert params == ("0", T0, 1.0, "1", T0, 1.0)
+    assert next(pg.chunks(pg.close_visits, rows, numbered=True))[0] is sql  # kept
+    with pytest.raises(ValueError, match="with placeholders"):
+        next(pg.chunks("INSERT INTO t (a) VALUES {rows} RETURNING %s", rows, numbered=True))
