@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -91,6 +92,43 @@ def throwaway_database(kind: str, pg_url: str, directory: Path) -> Iterator[str]
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedServer:
+    """``nilemetrics serve`` ready for the measured run (see :func:`loaded_server`)."""
+
+    base: str
+    url: str
+    wrk_env: dict[str, str]
+    server_pid: int
+    writer_pid: int
+
+
+@contextlib.contextmanager
+def loaded_server(db: str, pg_url: str, connections: int) -> Iterator[LoadedServer]:
+    """``nilemetrics serve`` on a throw-away ``db`` database, its 2,000 sessions started
+    and 3 s of wrk as warm-up: what the profiling and CPU benchmarks measure."""
+    tmp = Path(tempfile.mkdtemp(prefix="nm-load-"))
+    env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
+           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
+    port = free_port()
+    try:
+        with throwaway_database(db, pg_url, tmp) as url:
+            cmd = [sys.executable, "-m", "nilemetrics", "serve", "--port", str(port),
+                   "--log-level", "warning"]
+            with server(cmd, port, {**env, "NILEMETRICS_DATABASE_URL": url}) as base:
+                pool = tmp / "sessions.txt"
+                make_sessions(base, pool, 2000)
+                wrk_env = {**env, "NM_SESSIONS": str(pool)}
+                wrk(base, 3, connections, 1, wrk_env)
+                server_pid = int(subprocess.check_output(
+                    ["pgrep", "-f", f"nilemetrics serve --port {port}"], text=True).split()[0])
+                writer_pid = int(subprocess.check_output(
+                    ["pgrep", "-P", str(server_pid), "-f", "writer_process"], text=True).split()[0])
+                yield LoadedServer(base, url, wrk_env, server_pid, writer_pid)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_sessions(base: str, path: Path, count: int) -> None:

@@ -22,14 +22,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.ingest import free_port, make_sessions, server, throwaway_database, wrk
+from benchmarks.ingest import loaded_server, wrk
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,43 +59,23 @@ def backends(admin_url: str, database: str) -> list[int]:
 
 def measure(db: str, duration: int, connections: int, pg_url: str) -> None:
     """One server, one measured wrk run: print CPU per process."""
-    tmp = Path(tempfile.mkdtemp(prefix="nm-cpu-"))
-    env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
-           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
-    port = free_port()
-    try:
-        with throwaway_database(db, pg_url, tmp) as url:
-            cmd = [sys.executable, "-m", "nilemetrics", "serve", "--port", str(port),
-                   "--log-level", "warning"]
-            with server(cmd, port, {**env, "NILEMETRICS_DATABASE_URL": url}) as base:
-                pool = tmp / "sessions.txt"
-                make_sessions(base, pool, 2000)
-                wrk_env = {**env, "NM_SESSIONS": str(pool)}
-                wrk(base, 3, connections, 1, wrk_env)
-                server_pid = int(subprocess.check_output(
-                    ["pgrep", "-f", f"nilemetrics serve --port {port}"], text=True).split()[0])
-                writer_pid = int(subprocess.check_output(
-                    ["pgrep", "-P", str(server_pid), "-f", "writer_process"], text=True).split()[0])
-                pids = {"server": [server_pid], "writer": [writer_pid]}
-                if db == "postgres":
-                    pids["postgres"] = backends(pg_url, url.rsplit("/", 1)[1])
-                result: dict[str, float] = {}
-                runner = threading.Thread(target=lambda: result.update(
-                    wrk(base, duration, connections, 1, wrk_env)))
-                runner.start()
-                time.sleep(1)  # wrk up and running; measure the middle of its run
-                wrk_pid = int(subprocess.check_output(
-                    ["pgrep", "-n", "-x", "wrk"], text=True).split()[0])
-                pids["wrk"] = [wrk_pid]
-                window = duration - 2
-                before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-                idle_before, began = idle_seconds(), time.monotonic()
-                time.sleep(window)
-                after = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-                idle, took = idle_seconds() - idle_before, time.monotonic() - began
-                runner.join()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with loaded_server(db, pg_url, connections) as live:
+        pids = {"server": [live.server_pid], "writer": [live.writer_pid]}
+        if db == "postgres":
+            pids["postgres"] = backends(pg_url, live.url.rsplit("/", 1)[1])
+        result: dict[str, float] = {}
+        runner = threading.Thread(target=lambda: result.update(
+            wrk(live.base, duration, connections, 1, live.wrk_env)))
+        runner.start()
+        time.sleep(1)  # wrk up and running; measure the middle of its run
+        pids["wrk"] = [int(subprocess.check_output(
+            ["pgrep", "-n", "-x", "wrk"], text=True).split()[0])]
+        before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        idle_before, began = idle_seconds(), time.monotonic()
+        time.sleep(duration - 2)
+        after = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        idle, took = idle_seconds() - idle_before, time.monotonic() - began
+        runner.join()
     rate = result["rps"]
     print(f"{db}: {rate:.0f} events/s, p50 {result['p50_ms']:.2f} ms, "
           f"p99 {result['p99_ms']:.2f} ms; machine idle {idle / took / (os.cpu_count() or 1):.0%}")

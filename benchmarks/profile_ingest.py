@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.ingest import free_port, make_sessions, server, throwaway_database, wrk
+from benchmarks.ingest import loaded_server, wrk
 
 RATE = 200  # samples per second
 
@@ -68,32 +67,18 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found (wrk: apt-get install wrk; py-spy: pip install py-spy)")
     tmp = Path(tempfile.mkdtemp(prefix="nm-prof-"))
-    env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
-           "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
-    port = free_port()
     try:
-        with throwaway_database(args.db, args.pg_url, tmp) as url:
-            cmd = [sys.executable, "-m", "nilemetrics", "serve", "--port", str(port),
-                   "--log-level", "warning"]
-            with server(cmd, port, {**env, "NILEMETRICS_DATABASE_URL": url}) as base:
-                pool = tmp / "sessions.txt"
-                make_sessions(base, pool, 2000)
-                wrk_env = {**env, "NM_SESSIONS": str(pool)}
-                wrk(base, 3, args.connections, 1, wrk_env)
-                server_pid = int(subprocess.check_output(
-                    ["pgrep", "-f", f"nilemetrics serve --port {port}"], text=True).split()[0])
-                writer_pid = int(subprocess.check_output(
-                    ["pgrep", "-P", str(server_pid), "-f", "writer_process"], text=True).split()[0])
-                samplers = {
-                    name: subprocess.Popen(
-                        ["py-spy", "record", "-p", str(pid), "-d", str(args.duration),
-                         "-r", str(RATE), "-f", "raw", "-o", str(tmp / f"{name}.txt")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    for name, pid in (("server", server_pid), ("writer", writer_pid))
-                }
-                result = wrk(base, args.duration, args.connections, 1, wrk_env)
-                for sampler in samplers.values():
-                    sampler.wait(timeout=60)
+        with loaded_server(args.db, args.pg_url, args.connections) as live:
+            samplers = {
+                name: subprocess.Popen(
+                    ["py-spy", "record", "-p", str(pid), "-d", str(args.duration),
+                     "-r", str(RATE), "-f", "raw", "-o", str(tmp / f"{name}.txt")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for name, pid in (("server", live.server_pid), ("writer", live.writer_pid))
+            }
+            result = wrk(live.base, args.duration, args.connections, 1, live.wrk_env)
+            for sampler in samplers.values():
+                sampler.wait(timeout=60)
         print(f"{args.db}: {result['rps']:.0f} req/s under py-spy, p50 {result['p50_ms']:.2f} ms, "
               f"p99 {result['p99_ms']:.2f} ms")
         for name in samplers:

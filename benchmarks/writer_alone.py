@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ingest import throwaway_database
+from nilemetrics.config import normalise_database_url
 from nilemetrics.protocol.bodies import PageVisitIn, SessionStartIn
 from nilemetrics.protocol.names import EventType
 from nilemetrics.server.db import make_engine, migrate
@@ -77,9 +78,8 @@ def main() -> None:
         setattr(st.Writes, method, timed(phases, "writes", getattr(st.Writes, method)))
     with tempfile.TemporaryDirectory() as tmp, \
             throwaway_database(args.db, args.pg_url, Path(tmp)) as url:
-        if url.startswith("postgresql://"):
-            url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        engine = make_engine(url, pg_options=WRITER_PG_OPTIONS if args.db == "postgres" else None)
+        options = WRITER_PG_OPTIONS if args.db == "postgres" else None
+        engine = make_engine(normalise_database_url(url), pg_options=options)
         migrate(engine)
         engine.dialect.do_commit = timed(  # type: ignore[method-assign]
             phases, "commit", engine.dialect.do_commit)

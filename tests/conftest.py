@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from nilemetrics.config import Settings
 from tests.support import (
@@ -69,6 +70,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     engine.dispose()
     truncate_all(url)
     return url
+
+
+@pytest.fixture
+def any_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the parametrised database, empty, with the current schema."""
+    from nilemetrics.server.db import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +9,6 @@ import pytest
 from sqlalchemy import Engine, event, func, insert, select
 
 from nilemetrics.server import retention
-from nilemetrics.server.db import make_engine, migrate
 from nilemetrics.server.retention import purge, purgeable, retention_cutoff
 from nilemetrics.server.tables import (
     checkouts_t,
@@ -29,12 +27,9 @@ TICK = timedelta(microseconds=1)
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine on an empty database with the current schema."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def engine(any_engine: Engine) -> Engine:
+    """An engine on an empty database with the current schema (either database)."""
+    return any_engine
 
 
 def _totals(engine: Engine) -> dict[str, int]:

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import Engine
 
 from nilemetrics.server.db import make_engine, migrate
-from tests.support import truncate_all
 
 
 @pytest.fixture(scope="session")
@@ -32,21 +31,3 @@ def engine(_migrated_template: Path, tmp_path: Path) -> Iterator[Engine]:
     yield engine
     engine.dispose()
 
-
-@pytest.fixture
-def any_engine(database_url: str) -> Iterator[Engine]:
-    """A migrated, empty database on SQLite and on PostgreSQL (``database_url``'s params)."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_engine(pg_database: str) -> Iterator[Engine]:
-    """A migrated, empty PostgreSQL database (the run's shared test database, emptied)."""
-    engine = make_engine(pg_database)
-    migrate(engine)
-    truncate_all(pg_database)
-    yield engine
-    engine.dispose()

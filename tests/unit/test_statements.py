@@ -251,10 +251,11 @@ def test_queued_writes_run_in_order_and_fail_as_sqlalchemy_errors(any_engine: En
 
 
 @pytest.mark.postgres
-def test_postgres_refuses_an_overlong_value_sent_in_the_pipeline(pg_engine: Engine) -> None:
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_postgres_refuses_an_overlong_value_sent_in_the_pipeline(any_engine: Engine) -> None:
     """A value too long for its column is refused through the pipeline too, and nothing
     of the batch is kept."""
-    engine = pg_engine
+    engine = any_engine
     with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
         sql = statements(conn)
         writes = sql.writes(conn)

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: The channel every server process LISTENs on; writers NOTIFY it at commit.
 NOTIFY_CHANNEL = "nilemetrics_changes"
+#: The statement that notifies it (parameters: the channel, the payload).
+NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 
 def psycopg_conninfo(sqlalchemy_url: str) -> str:

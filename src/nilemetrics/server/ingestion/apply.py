@@ -28,11 +28,8 @@ from nilemetrics.server.ingestion.statements import (
     Writes,
     statements,
 )
-from nilemetrics.server.notify import NOTIFY_CHANNEL
+from nilemetrics.server.notify import NOTIFY_CHANNEL, NOTIFY_SQL
 from nilemetrics.server.tables import checkouts_t, errors_t
-
-#: Delivered at commit to every process LISTENing on this database (PostgreSQL).
-NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 
 def apply_batch(

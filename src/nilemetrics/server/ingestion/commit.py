@@ -19,14 +19,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from nilemetrics.server.db import describe_db_error, write_options
 from nilemetrics.server.ingestion.apply import apply_batch
 from nilemetrics.server.ingestion.errors import Abandoned
 from nilemetrics.server.ingestion.events import BatchOutcome, TrackedEvent
-from nilemetrics.server.notify import NOTIFY_CHANNEL
+from nilemetrics.server.notify import NOTIFY_CHANNEL, NOTIFY_SQL
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def send_notify(conn: Connection, payload: str) -> None:
     # Delivered at commit to every process LISTENing on this database.
-    conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": payload})
+    conn.exec_driver_sql(NOTIFY_SQL, (NOTIFY_CHANNEL, payload))
 
 
 def apply_in_transaction(

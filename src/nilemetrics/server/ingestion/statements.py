@@ -375,30 +375,27 @@ class Writes:
 
     def bulk(self, template: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Queue a multi-row statement (see :meth:`Statements.bulk`)."""
-        if not rows:
-            return
-        if not self._sql.pg:
-            self._sql.bulk(self._conn, template, rows)
-            return
-        for sql, params in self._sql.chunks(template, rows, numbered=True):
-            self._queued.append((sql, params, False))
+        for sql, params in self._sql.chunks(template, rows, numbered=self._sql.pg):
+            self._add(sql, params)
 
     def each(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Queue a one-row statement for each row (see :meth:`Statements.each`)."""
-        if not rows:
-            return
-        if not self._sql.pg:
-            self._sql.each(self._conn, sql, rows)
-            return
-        params = [one_row_params(row) for row in rows]
-        self._queued.append((self._sql.numbered(sql), params, True))
+        if rows:
+            self._add(self._placeholders(sql), [one_row_params(row) for row in rows], many=True)
 
     def execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Queue one statement with positional parameters (``%s`` on PostgreSQL)."""
-        if not self._sql.pg:
+        """Queue one statement (placeholders ``%s`` on PostgreSQL, ``?`` on SQLite)."""
+        self._add(self._placeholders(sql), params)
+
+    def _placeholders(self, sql: str) -> str:
+        return self._sql.numbered(sql) if self._sql.pg else sql
+
+    def _add(self, sql: str, params: Any, *, many: bool = False) -> None:
+        """SQLite: run it now (a list of rows: executemany). PostgreSQL: queue it."""
+        if self._sql.pg:
+            self._queued.append((sql, params, many))
+        else:
             self._conn.exec_driver_sql(sql, params)
-            return
-        self._queued.append((self._sql.numbered(sql), params, False))
 
     def send(self) -> None:
         """Run what is queued, in order; the first error is raised (the rest are skipped)."""
@@ -406,17 +403,16 @@ class Writes:
         if not queued:
             return
         raw: Any = self._conn.connection.dbapi_connection
-        statement = queued[0][0]
         with (
-            driver_errors(self._conn, statement),
+            driver_errors(self._conn, f"{len(queued)} pipelined statements"),
             raw.pipeline(),
             psycopg.RawCursor(raw) as cursor,
         ):
-            for statement, params, many in queued:
+            for sql, params, many in queued:
                 if many:
-                    cursor.executemany(statement, params)
+                    cursor.executemany(sql, params)
                 else:
-                    cursor.execute(statement, params)
+                    cursor.execute(sql, params)
 
 
 _CACHE: dict[str, Statements] = {}

@@ -284,14 +284,15 @@ class GroupCommitWriter:
         one timer at the earliest one does the same.
         """
         self._sweeper = None
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         deadlines = self._deadlines
         while deadlines and (deadlines[0].future.done() or deadlines[0].deadline <= now):
             group = deadlines.popleft()
             if not group.future.done():
                 self._expire(group)
         if deadlines:
-            self._sweeper = asyncio.get_running_loop().call_at(deadlines[0].deadline, self._sweep)
+            self._sweeper = loop.call_at(deadlines[0].deadline, self._sweep)
 
     def _forget_answered(self) -> None:
         """Let go of the answered requests at the head of the deadline queue (their events)."""
