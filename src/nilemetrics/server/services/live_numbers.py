@@ -42,12 +42,26 @@ class LiveNumbers:
         )
 
     async def store(self, metrics: LiveMetrics) -> None:
-        """Replace the stored snapshot, through the writer's queue (never racing a batch)."""
+        """Replace the stored snapshot.
+
+        SQLite: in the writer's turn (one writer at a time). PostgreSQL: in a
+        transaction of its own beside the writer's, as the rollups do: the table is
+        nobody else's, and a job in the writer's turn paused ingestion's group commits
+        several times a second under load (the snapshot changes with every batch),
+        while its thread and the event loop took turns on the GIL. Without waiting
+        for its commit to reach the disk: it is derived data, replaced within a
+        fraction of a second and stored afresh when a process starts leading, so a
+        crash can lose nothing that is not recomputed.
+        """
         now = self._clock.now()
 
         def store(conn: Connection) -> None:
             if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SNAPSHOT_LOCK})")
             store_snapshot(conn, metrics, now)
 
-        await self._writer.run_job(store, notify=False)
+        if self._reader.engine.dialect.name == "postgresql":
+            await self._reader.read(store)  # committed at the end of the read
+        else:
+            await self._writer.run_job(store, notify=False)
