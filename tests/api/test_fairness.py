@@ -110,7 +110,7 @@ def test_a_client_over_its_share_gets_429_while_others_still_get_in(
         with ThreadPoolExecutor(4) as pool, sqlite_locked(settings):
             first_sessions, first = _batch("search")
             in_flight = pool.submit(flooder.post, f"{P}/events", json=first)
-            _wait_for(lambda: writer._in_flight != [])
+            _wait_for(lambda: bool(writer._in_flight))
             second_sessions, second = _batch("search")
             queued: Future[httpx.Response] = pool.submit(flooder.post, f"{P}/events", json=second)
             _wait_for(lambda: writer._queued == 500)

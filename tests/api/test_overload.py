@@ -152,7 +152,7 @@ def test_full_writer_queue_answers_503_at_once(settings: Settings, db: Engine) -
         before = row_counts(db)
         with sqlite_locked(settings), ThreadPoolExecutor(2) as pool:
             stuck = pool.submit(_timed_post, http, f"{P}/track/page-visit", _visit())
-            _wait_for(lambda: live.state.writer._in_flight != [])
+            _wait_for(lambda: bool(live.state.writer._in_flight))
             queued: Future[tuple[httpx.Response, float]] = pool.submit(
                 _timed_post, http, f"{P}/events",
                 {"events": [{"type": "session-heartbeat", "sessionId": str(uuid.uuid4())}

@@ -16,7 +16,7 @@ import sqlite3
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -182,25 +182,29 @@ def apply_in_transaction(
     gate: CommitGate,
     seq: int,
     wal: WalKeeper,
+    committing: Callable[[], None] | None = None,
 ) -> BatchOutcome:
     """Apply one batch in one write transaction (in the writer thread or process).
 
     Raises :class:`Abandoned` (after rolling back) if the server gave up on it.
+    ``committing`` is called once the gate has let the batch commit, right before
+    COMMIT (the writer process tells the server, which sends the next batch).
     SQLite: a full disk gets one more try after folding the WAL back.
     """
     try:
-        outcome = apply_once(engine, events, notify, gate, seq)
+        outcome = apply_once(engine, events, notify, gate, seq, committing)
     except OperationalError as exc:
         if wal.wal is None or not is_disk_full(exc) or not wal.checkpoint(engine):
             raise
         log.warning("disk full; WAL folded back, writing the batch again")
-        outcome = apply_once(engine, events, notify, gate, seq)
+        outcome = apply_once(engine, events, notify, gate, seq, committing)
     wal.after_commit(engine)
     return outcome
 
 
 def apply_once(
-    engine: Engine, events: list[TrackedEvent], notify: bool, gate: CommitGate, seq: int
+    engine: Engine, events: list[TrackedEvent], notify: bool, gate: CommitGate, seq: int,
+    committing: Callable[[], None] | None = None,
 ) -> BatchOutcome:
     with engine.connect() as conn:
         write_options(conn)
@@ -208,6 +212,8 @@ def apply_once(
             outcome = apply_batch(conn, events, notify=notify)
             if not gate.commit(seq):
                 raise Abandoned  # leaving the block rolls back
+            if committing is not None:
+                committing()
         return outcome
 
 

@@ -40,3 +40,7 @@ class BatchRefused(Exception):
 
 class Abandoned(Exception):
     """The server gave up on the batch before its commit; it was rolled back."""
+
+
+class Skipped(Exception):
+    """The batch was sent behind one whose commit failed; it was not applied (send again)."""

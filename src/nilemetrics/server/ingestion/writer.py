@@ -6,6 +6,13 @@ then wakes the waiting requests. While it commits, the next batch queues up, so
 the commit rate adapts to the load by itself: one commit per event when idle,
 hundreds of events per commit under load.
 
+With the writer process, the next batch is handed over as soon as the process
+says the one ahead is committing (its commit gate said yes), so it is waiting
+there when that COMMIT returns: at most two batches are in flight, the second
+one still abandonable, and batches are applied in the order they were taken
+(one sent behind a COMMIT that fails is sent again after the failed one was
+dealt with; see :mod:`nilemetrics.server.ingestion.writer_process`).
+
 Batches are applied in a child process by default. In a thread, the writer's
 Python work and the HTTP side took turns on the GIL: after every call into the
 database driver the writer waited for the event loop to let go, so batches took
@@ -44,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count as counter
@@ -68,6 +75,7 @@ from nilemetrics.server.ingestion.errors import (
     BatchRefused,
     ClientOverShare,
     EventRejected,
+    Skipped,
     StorageFull,
     WriterBusy,
     WriteTimedOut,
@@ -86,7 +94,8 @@ class BatchObserver(Protocol):
 
     def committed(self, events: list[TrackedEvent], outcome: BatchOutcome,
                   seconds: float) -> None:
-        """A batch was committed ``seconds`` after it was handed to the database."""
+        """A batch was committed ``seconds`` after it was handed to the database
+        (including, for a batch sent behind another, the rest of that one's COMMIT)."""
 
     def failed(self, exc: BaseException) -> None:
         """A batch failed (it is then answered, or retried request by request)."""
@@ -122,6 +131,31 @@ class _Group:
     deadline: float = 0.0
     #: The batch it was last handed to the database with (0: still queued).
     seq: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Batch:
+    """Requests taken from the queue together."""
+
+    groups: list[_Group]
+    #: Of large turns (see LARGE_PAUSE), and whose.
+    large: bool
+    clients: Collection[str]
+    #: When it was taken (loop time).
+    taken: float
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """A batch handed to the database, not answered yet."""
+
+    seq: int
+    batch: _Batch
+    events: list[TrackedEvent]
+    answer: asyncio.Future[BatchOutcome]
+    #: Done once the writer process commits it (None: in a thread, nothing follows it).
+    committing: asyncio.Future[None] | None
+    sent: float
 
 
 @dataclass(slots=True, eq=False)
@@ -180,7 +214,8 @@ class GroupCommitWriter:
         self._deadlines: deque[_Group] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._seq = 0
-        self._in_flight: list[_Group] = []
+        #: The requests of each batch handed to the database and not answered yet.
+        self._in_flight: dict[int, list[_Group]] = {}
         #: Large turns wait until then (loop time); see LARGE_PAUSE.
         self._large_after = 0.0
         #: When the last batch of small turns of other clients than those of the
@@ -338,9 +373,10 @@ class GroupCommitWriter:
         if self._drop(group):
             group.future.set_exception(self._timed_out())
             return
-        if group.seq and group.seq == self._seq and self._gate.abandon(group.seq):
+        members = self._in_flight.get(group.seq)
+        if members is not None and self._gate.abandon(group.seq):
             # The writer will roll this batch back: none of its requests is stored.
-            for member in self._in_flight:
+            for member in members:
                 if not member.future.done():
                     member.future.set_exception(self._timed_out())
         # Otherwise its commit is under way: the answer waits for the outcome.
@@ -382,58 +418,112 @@ class GroupCommitWriter:
                     if not head.future.done():
                         head.future.set_result(result)
                 continue
-            # Whole requests only: a request's events never straddle two batches.
             now = loop.time()
-            batch = self._groups.take(self._max_batch, large=now >= self._large_after)
-            if not batch:
+            batch = self._take(now)
+            if batch is None:
                 # Only large turns queued, and they are pausing: wait for a small one.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._large_after - now)
                 continue
-            large, clients = self._groups.last_large, self._groups.last_clients
-            await self._write(loop, batch)
-            done = loop.time()
-            if large:
-                self._large_clients = set(clients)
-                if done - self._small_seen < SMALL_RECENT_S:
-                    self._large_after = done + (done - now) * LARGE_PAUSE
-            elif not self._large_clients.issuperset(clients):
-                # Others than the big senders are about (a big sender's own small
-                # turns must not pause its large ones: it would only wait for itself).
-                self._small_seen = done
+            flight = await self._send(loop, batch)
+            while flight is not None:
+                # The next batch goes out while this one commits (writer process only).
+                following = None
+                if flight.committing is not None:
+                    await asyncio.wait((flight.committing, flight.answer),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if self._may_follow(flight):
+                        following_batch = self._take(loop.time())
+                        if following_batch is not None:
+                            following = await self._send(loop, following_batch, flight)
+                await self._finish(loop, flight)
+                flight = following
 
-    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[_Group]) -> None:
+    def _take(self, now: float) -> _Batch | None:
+        """The next batch of whole requests (None: only large turns, and they pause)."""
+        # Whole requests only: a request's events never straddle two batches.
+        groups = self._groups.take(self._max_batch, large=now >= self._large_after)
+        if not groups:
+            return None
+        return _Batch(groups, self._groups.last_large, self._groups.last_clients, now)
+
+    def _may_follow(self, flight: _Flight) -> bool:
+        """Whether a batch may be sent behind ``flight``, which is now committing.
+
+        Not behind a batch of large turns (the pause after it is only known once it
+        is done), nor when a job is due (it runs alone), nor with nothing queued.
+        """
+        return (
+            flight.committing is not None
+            and flight.committing.done()
+            and not flight.answer.done()
+            and not flight.batch.large
+            and bool(self._groups)
+            and not (self._jobs and self._job_due())
+        )
+
+    async def _write(self, loop: asyncio.AbstractEventLoop, groups: list[_Group]) -> None:
+        """Write ``groups`` as one batch, alone in flight, and answer them."""
+        flight = await self._send(loop, _Batch(groups, False, (), loop.time()))
+        if flight is not None:
+            await self._finish(loop, flight)
+
+    async def _send(
+        self, loop: asyncio.AbstractEventLoop, batch: _Batch, ahead: _Flight | None = None
+    ) -> _Flight | None:
+        """Hand ``batch`` to the database (behind ``ahead``, which is committing)."""
         now = loop.time()
-        for group in batch:
+        for group in batch.groups:
             # Its time ran out while it was away from the queue (being isolated).
             if group.deadline <= now and not group.future.done():
                 group.future.set_exception(self._timed_out())
-        batch = [group for group in batch if not group.future.done()]
-        if not batch:
-            return
-        events = [event for group in batch for event in group.events]
+        batch.groups = [group for group in batch.groups if not group.future.done()]
+        if not batch.groups:
+            self._forget_answered()
+            return None
+        events = [event for group in batch.groups for event in group.events]
         self._seq += 1
         seq = self._seq
         self._gate.open(seq)
-        for group in batch:
+        for group in batch.groups:
             group.seq = seq
-        self._in_flight = batch
-        started = loop.time()
+        self._in_flight[seq] = batch.groups
+        committing: asyncio.Future[None] | None = None
         try:
             if self._process is not None:
-                outcome = await self._process.apply(loop, events, seq)
+                pending = await self._process.send_batch(
+                    loop, events, seq, ahead.seq if ahead is not None else 0
+                )
+                answer: asyncio.Future[BatchOutcome] = loop.create_task(
+                    self._process.outcome(pending)
+                )
+                committing = pending.committing
             else:
-                outcome = await loop.run_in_executor(self._executor, self._apply, events, seq)
+                answer = loop.run_in_executor(self._executor, self._apply, events, seq)
+        except Exception as exc:
+            answer = loop.create_future()
+            answer.set_exception(exc)
+        return _Flight(seq, batch, events, answer, committing, now)
+
+    async def _finish(self, loop: asyncio.AbstractEventLoop, flight: _Flight) -> None:
+        """Wait for ``flight``'s outcome and answer its requests (or retry them)."""
+        batch = flight.batch.groups
+        try:
+            outcome = await flight.answer
         except Abandoned:
             return  # its requests were answered when it was abandoned
+        except Skipped:
+            # The batch ahead of it failed; it was never applied: now it is its turn.
+            await self._write(loop, batch)
+            return
         except Exception as exc:
             if self.observer is not None:
                 self.observer.failed(exc)
             await self._failed(loop, batch, exc)
             return
         finally:
-            self._in_flight = []
+            self._in_flight.pop(flight.seq, None)
         start = 0
         for group in batch:
             end = start + len(group.events)
@@ -443,12 +533,24 @@ class GroupCommitWriter:
                 log.error("a batch was committed after one of its requests was answered")
             start = end
         self._forget_answered()
+        self._pace(loop.time(), flight.batch)
         try:
             self._on_commit(outcome)
             if self.observer is not None:
-                self.observer.committed(events, outcome, loop.time() - started)
+                self.observer.committed(flight.events, outcome, loop.time() - flight.sent)
         except Exception:  # a push problem must never fail ingestion
             log.exception("on_commit callback failed")
+
+    def _pace(self, done: float, batch: _Batch) -> None:
+        """After a batch of the queue: pause large turns if others are about (LARGE_PAUSE)."""
+        if batch.large:
+            self._large_clients = set(batch.clients)
+            if done - self._small_seen < SMALL_RECENT_S:
+                self._large_after = done + (done - batch.taken) * LARGE_PAUSE
+        elif batch.clients and not self._large_clients.issuperset(batch.clients):
+            # Others than the big senders are about (a big sender's own small
+            # turns must not pause its large ones: it would only wait for itself).
+            self._small_seen = done
 
     async def _failed(
         self, loop: asyncio.AbstractEventLoop, batch: list[_Group], exc: Exception
