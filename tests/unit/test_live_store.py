@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -23,9 +24,12 @@ class StuckWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs = 0
+        self.portable: list[bool] = []
 
-    async def run_job(self, job: Callable[[Connection], Any], *, notify: bool = True) -> Any:
+    async def run_job(self, job: Callable[[Connection], Any], *, notify: bool = True,
+                      portable: bool = False) -> Any:
         self.jobs += 1
+        self.portable.append(portable)
         await asyncio.sleep(3600)
 
 
@@ -70,5 +74,31 @@ async def test_sqlite_stores_the_snapshot_in_the_writers_turn(any_engine: Engine
                           clock=FakeClock(), live_window=90)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(numbers.store(LiveMetrics(homepage=2, live_sessions=2)), 0.5)
-    assert writer.jobs == 1
+    assert (writer.jobs, writer.portable) == (1, [True])
     assert _stored(any_engine) == {}
+
+
+def _pid(conn: Connection) -> int:
+    """A job telling which process ran it."""
+    return os.getpid()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_portable_job_runs_in_the_writer_process(
+    any_engine: Engine, database_url: str
+) -> None:
+    """The snapshot job on SQLite (portable) runs in the writer process, others in a thread."""
+    writer = GroupCommitWriter(any_engine, max_batch=100, on_commit=lambda outcome: None,
+                               process_url=database_url)
+    await writer.start()
+    try:
+        there = await writer.run_job(_pid, notify=False, portable=True)
+        here = await writer.run_job(_pid, notify=False)
+        numbers = LiveNumbers(reader=Reader(any_engine, 5.0), writer=writer,
+                              clock=FakeClock(), live_window=90)
+        await numbers.store(LiveMetrics(homepage=4, live_sessions=4, pages={"homepage": 4}))
+    finally:
+        await writer.stop()
+    assert here == os.getpid()
+    assert there not in (os.getpid(), 0)
+    assert _stored(any_engine)[("homepage", "")] == 4

@@ -17,7 +17,7 @@ import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -29,6 +29,8 @@ from nilemetrics.server.ingestion.events import BatchOutcome, TrackedEvent
 from nilemetrics.server.notify import NOTIFY_CHANNEL, NOTIFY_SQL
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RUNNING, _COMMITTING, _ABANDONED = 0, 1, 2
 _GATE = struct.Struct("qq")
@@ -215,6 +217,20 @@ def apply_once(
             if committing is not None:
                 committing()
         return outcome
+
+
+def run_job(engine: Engine, job: Callable[[Connection], T], notify: bool) -> T:
+    """Run ``job(conn)`` in a write transaction of its own (in the writer thread or process).
+
+    ``notify`` (PostgreSQL): tell the other server processes, at commit, that data changed.
+    """
+    with engine.connect() as conn:
+        write_options(conn)
+        with conn.begin():
+            result = job(conn)
+            if notify and engine.dialect.name == "postgresql":
+                send_notify(conn, "metrics")
+        return result
 
 
 def first_refused(engine: Engine, events: list[TrackedEvent]) -> int | None:

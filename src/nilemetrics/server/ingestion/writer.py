@@ -60,7 +60,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from nilemetrics.server.db import DatabaseUnavailable, describe_db_error, write_options
+from nilemetrics.server.db import DatabaseUnavailable, describe_db_error
 from nilemetrics.server.ingestion.commit import (
     CommitGate,
     WalKeeper,
@@ -68,7 +68,7 @@ from nilemetrics.server.ingestion.commit import (
     first_refused,
     is_disk_full,
     is_unavailable,
-    send_notify,
+    run_job,
 )
 from nilemetrics.server.ingestion.errors import (
     Abandoned,
@@ -167,6 +167,8 @@ class _JobItem:
     mark: int = 0
     timer: asyncio.TimerHandle | None = None
     running: bool = False
+    #: Picklable: runs in the writer process (see run_job).
+    portable: bool = False
 
 
 class GroupCommitWriter:
@@ -335,17 +337,24 @@ class GroupCommitWriter:
         while deadlines and deadlines[0].future.done():
             deadlines.popleft()
 
-    async def run_job(self, job: Callable[[Connection], T], *, notify: bool = True) -> T:
+    async def run_job(
+        self, job: Callable[[Connection], T], *, notify: bool = True, portable: bool = False
+    ) -> T:
         """Run ``job(conn)`` in the writer thread in its own write transaction.
 
         Jobs and batches take turns, so a job never waits for a batch's lock.
         ``notify``: tell other server processes (PostgreSQL) that data changed.
+        ``portable``: ``job`` can be pickled (a module-level function, or a
+        ``functools.partial`` of one, with picklable arguments), so it runs in the
+        writer process, if there is one, instead of a thread of this process: a
+        frequent small job there costs a round trip, not a thread taking turns on
+        the GIL with the event loop while the writer process waits.
         A job still queued after ``write_timeout`` is dropped (503); a running one
         is waited for.
         """
         self._admit(1)
         loop = asyncio.get_running_loop()
-        item = _JobItem(job, loop.create_future(), notify, next(self._order))
+        item = _JobItem(job, loop.create_future(), notify, next(self._order), portable=portable)
         item.timer = loop.call_later(self._write_timeout, self._expire_job, item)
         self._jobs.append(item)
         self._wake.set()
@@ -408,9 +417,12 @@ class GroupCommitWriter:
                 head = self._jobs.popleft()
                 head.running = True
                 try:
-                    result = await loop.run_in_executor(
-                        self._executor, self._job, head.job, head.notify
-                    )
+                    if head.portable and self._process is not None:
+                        result = await self._process.run_job(loop, head.job, head.notify)
+                    else:
+                        result = await loop.run_in_executor(
+                            self._executor, self._job, head.job, head.notify
+                        )
                 except Exception as exc:  # handed to the awaiting caller
                     if not head.future.done():
                         head.future.set_exception(_translate(exc))
@@ -597,13 +609,7 @@ class GroupCommitWriter:
         )
 
     def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
-        with self._engine.connect() as conn:
-            write_options(conn)
-            with conn.begin():
-                result = job(conn)
-                if self._notify and notify:
-                    send_notify(conn, "metrics")
-            return result
+        return run_job(self._engine, job, notify)
 
 
 def _translate(exc: BaseException) -> Exception:

@@ -45,6 +45,7 @@ from nilemetrics.server.ingestion.commit import (
     first_refused,
     is_disk_full,
     is_unavailable,
+    run_job,
 )
 from nilemetrics.server.ingestion.errors import Abandoned, BatchRefused, Skipped, StorageFull
 from nilemetrics.server.ingestion.events import BatchOutcome, TrackedEvent
@@ -99,6 +100,10 @@ def serve(
         try:
             if message[0] == "find":
                 pipe.send(("found", first_refused(engine, message[1])))
+                continue
+            if message[0] == "job":
+                _, job, job_notify = message
+                pipe.send(("done", run_job(engine, job, job_notify)))
                 continue
             _, seq, events, after = message
             if after and after == failed:
@@ -315,6 +320,15 @@ class WriterProcess:
     ) -> BatchOutcome:
         """Apply one batch as batch ``seq`` of the commit gate (nothing else in flight)."""
         return await self.outcome(await self.send_batch(loop, events, seq))
+
+    async def run_job(
+        self, loop: asyncio.AbstractEventLoop, job: Callable[[Any], Any], notify: bool
+    ) -> Any:
+        """Run a picklable ``job(conn)`` in the writer process, in a transaction of its own."""
+        pipe = await self._ensure_running()
+        pending = self._send(loop, pipe, ("job", job, notify), Pending(loop.create_future()))
+        message = await self._answer(pending)
+        return message[1]
 
     async def find_refused(
         self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import partial
+
 from sqlalchemy import Connection
 
 from nilemetrics.protocol.pushed import LiveMetrics, PaymentErrorRow
@@ -44,24 +47,26 @@ class LiveNumbers:
     async def store(self, metrics: LiveMetrics) -> None:
         """Replace the stored snapshot.
 
-        SQLite: in the writer's turn (one writer at a time). PostgreSQL: in a
-        transaction of its own beside the writer's, as the rollups do: the table is
-        nobody else's, and a job in the writer's turn paused ingestion's group commits
-        several times a second under load (the snapshot changes with every batch),
-        while its thread and the event loop took turns on the GIL. Without waiting
+        SQLite: in the writer's turn (one writer at a time), run by the writer
+        process itself (a round trip; in a thread of the server it took turns on the
+        GIL with the event loop while the writer waited). PostgreSQL: in a transaction
+        of its own beside the writer's, as the rollups do: the table is nobody else's,
+        and a job in the writer's turn paused ingestion's group commits several times
+        a second under load (the snapshot changes with every batch). Without waiting
         for its commit to reach the disk: it is derived data, replaced within a
         fraction of a second and stored afresh when a process starts leading, so a
         crash can lose nothing that is not recomputed.
         """
-        now = self._clock.now()
-
-        def store(conn: Connection) -> None:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SNAPSHOT_LOCK})")
-            store_snapshot(conn, metrics, now)
-
+        job = partial(_store, metrics, self._clock.now())
         if self._reader.engine.dialect.name == "postgresql":
-            await self._reader.read(store)  # committed at the end of the read
+            await self._reader.read(job)  # committed at the end of the read
         else:
-            await self._writer.run_job(store, notify=False)
+            await self._writer.run_job(job, notify=False, portable=True)
+
+
+def _store(metrics: LiveMetrics, now: datetime, conn: Connection) -> None:
+    """Store ``metrics`` as the snapshot of ``now`` (module level: the writer process runs it)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SNAPSHOT_LOCK})")
+    store_snapshot(conn, metrics, now)
