@@ -204,3 +204,19 @@ async def test_sending_never_blocks_the_event_loop_while_the_writer_is_stuck(
     assert await ahead == [True]
     assert await behind == [True] * 60
     assert script.applied == ["slow:a", *big]
+
+
+def test_a_second_try_of_the_batch_ahead_leaves_the_one_behind_abandonable() -> None:
+    """The gate's one slot holds the batch behind once it is sent; the batch ahead (whose
+    commit had begun) asking again, as after a full disk, neither fails nor takes the slot:
+    an abandoned batch behind it is still never committed."""
+    gate = CommitGate()
+    gate.open(1)
+    assert gate.commit(1)
+    gate.open(2)  # sent behind batch 1, which is committing
+    assert not gate.abandon(1)
+    assert gate.abandon(2)
+    assert gate.commit(1)  # batch 1's second try
+    assert not gate.commit(2)
+    gate.open(3)
+    assert gate.commit(3) and not gate.abandon(3)

@@ -83,9 +83,16 @@ class CommitGate:
             _GATE.pack_into(self._map, 0, seq, _RUNNING)
 
     def commit(self, seq: int) -> bool:
-        """Writer side: may batch ``seq`` be committed? (After yes it can't be abandoned.)"""
+        """Writer side: may batch ``seq`` be committed? (After yes it can't be abandoned.)
+
+        A later batch already opened means this one had begun its commit (the
+        server sends the next batch only then): yes again (SQLite's second try
+        after a full disk), leaving the later batch's phase as it is.
+        """
         with self._locked():
             current, phase = _GATE.unpack_from(self._map, 0)
+            if current > seq:
+                return True
             if current == seq and phase == _ABANDONED:
                 return False
             _GATE.pack_into(self._map, 0, seq, _COMMITTING)
