@@ -220,3 +220,28 @@ def test_a_second_try_of_the_batch_ahead_leaves_the_one_behind_abandonable() -> 
     assert not gate.commit(2)
     gate.open(3)
     assert gate.commit(3) and not gate.abandon(3)
+
+
+def _cannot_load() -> None:
+    raise ImportError("no module named 'elsewhere'")
+
+
+class _Unreadable:
+    """Pickles fine, cannot be unpickled (a job whose code the writer cannot import)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_cannot_load, ())
+
+    def __call__(self, conn: Any) -> None:
+        raise AssertionError("never run")
+
+
+async def test_a_message_the_writer_cannot_read_fails_alone(
+    writer_and_script: tuple[GroupCommitWriter, Script],
+) -> None:
+    """The writer's reading thread answers it as an error in its turn and reads on."""
+    writer, script = writer_and_script
+    with pytest.raises(DatabaseUnavailable):
+        await asyncio.wait_for(writer.run_job(_Unreadable(), notify=False, portable=True), 5)
+    assert await asyncio.wait_for(_submit(writer, "after"), 5) == [True]
+    assert script.applied == ["after"]

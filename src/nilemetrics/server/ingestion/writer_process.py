@@ -30,7 +30,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
@@ -98,6 +98,10 @@ def serve(
             return
         seq = 0
         try:
+            if message[0] == "unreadable":
+                log.error("could not read a message from the server: %s", message[1])
+                pipe.send(("error", "internal", message[1]))
+                continue
             if message[0] == "find":
                 pipe.send(("found", first_refused(engine, message[1])))
                 continue
@@ -133,12 +137,18 @@ def serve(
 
 
 def _read_all(pipe: Pipe, inbox: queue.SimpleQueue[Any]) -> None:
-    """The writer's reading thread: every message into ``inbox`` as it arrives (None: the end)."""
+    """The writer's reading thread: every message into ``inbox`` as it arrives (None: the end).
+
+    A message that cannot be unpickled (a job whose code this process cannot
+    import) is answered as an error in its turn, and reading goes on.
+    """
     while True:
         try:
             message = pipe.recv()
         except (EOFError, OSError):
             message = None
+        except Exception as exc:
+            message = ("unreadable", f"{type(exc).__name__}: {exc}")
         inbox.put(message)
         if message is None:
             return
@@ -152,8 +162,6 @@ class Pending:
     answer: asyncio.Future[Any]
     #: Set when the writer says it is committing this batch (apply only).
     committing: asyncio.Future[None] | None = None
-    seq: int = 0
-    events: list[TrackedEvent] = field(default_factory=list)
 
 
 class WriterProcess:
@@ -299,7 +307,7 @@ class WriterProcess:
         fails, this one comes back :class:`Skipped`, never applied.
         """
         pipe = await self._ensure_running()
-        pending = Pending(loop.create_future(), loop.create_future(), seq, events)
+        pending = Pending(loop.create_future(), loop.create_future())
         return self._send(loop, pipe, ("apply", seq, events, after), pending)
 
     async def outcome(self, pending: Pending) -> BatchOutcome:
@@ -314,12 +322,6 @@ class WriterProcess:
         if message[0] == "skipped":
             raise Skipped
         return BatchOutcome(applied=list(message[1]), payment_errors=message[2])
-
-    async def apply(
-        self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent], seq: int
-    ) -> BatchOutcome:
-        """Apply one batch as batch ``seq`` of the commit gate (nothing else in flight)."""
-        return await self.outcome(await self.send_batch(loop, events, seq))
 
     async def run_job(
         self, loop: asyncio.AbstractEventLoop, job: Callable[[Any], Any], notify: bool
