@@ -106,24 +106,28 @@ class LoadedServer:
 
 
 @contextlib.contextmanager
-def loaded_server(db: str, pg_url: str, connections: int) -> Iterator[LoadedServer]:
+def loaded_server(db: str, pg_url: str, connections: int,
+                  command: list[str] | None = None) -> Iterator[LoadedServer]:
     """``nilemetrics serve`` on a throw-away ``db`` database, its 2,000 sessions started
-    and 3 s of wrk as warm-up: what the profiling and CPU benchmarks measure."""
+    and 3 s of wrk as warm-up: what the profiling and CPU benchmarks measure.
+
+    ``command``: what runs the ``nilemetrics`` CLI (default ``python -m nilemetrics``).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="nm-load-"))
     env = {**os.environ, "NILEMETRICS_DATA_DIR": str(tmp), "NILEMETRICS_CONFIG_DIR": str(tmp),
            "NILEMETRICS_DASHBOARD_TOKEN": "bench-token"}
     port = free_port()
     try:
         with throwaway_database(db, pg_url, tmp) as url:
-            cmd = [sys.executable, "-m", "nilemetrics", "serve", "--port", str(port),
-                   "--log-level", "warning"]
+            cmd = [*(command or [sys.executable, "-m", "nilemetrics"]),
+                   "serve", "--port", str(port), "--log-level", "warning"]
             with server(cmd, port, {**env, "NILEMETRICS_DATABASE_URL": url}) as base:
                 pool = tmp / "sessions.txt"
                 make_sessions(base, pool, 2000)
                 wrk_env = {**env, "NM_SESSIONS": str(pool)}
                 wrk(base, 3, connections, 1, wrk_env)
                 server_pid = int(subprocess.check_output(
-                    ["pgrep", "-f", f"nilemetrics serve --port {port}"], text=True).split()[0])
+                    ["pgrep", "-f", f" serve --port {port} "], text=True).split()[0])
                 writer_pid = int(subprocess.check_output(
                     ["pgrep", "-P", str(server_pid), "-f", "writer_process"], text=True).split()[0])
                 yield LoadedServer(base, url, wrk_env, server_pid, writer_pid)
@@ -210,6 +214,10 @@ def main() -> None:
                         choices=["raw", "bare", "sqlite", "postgres"],
                         help="run only these servers (repeatable; the baselines raw and bare "
                              "always run); results/ingest.json is then left as it is")
+    parser.add_argument("--record", type=Path,
+                        help="also write the results (JSON) here, with --only too")
+    parser.add_argument("--label", default="",
+                        help="what was measured (recorded with the results, e.g. a commit)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -276,6 +284,10 @@ def main() -> None:
         "ratios": {k: round(v["rps"] / bare, 3) for k, v in results.items()},
         "ratios_to_raw": {k: round(v["rps"] / raw, 3) for k, v in results.items()},
     }
+    if args.label:
+        record["label"] = args.label
+    if args.record is not None:
+        args.record.write_text(json.dumps(record, indent=2) + "\n")
     if args.only:
         print(json.dumps({"vs bare": record["ratios"], "vs raw": record["ratios_to_raw"]}))
     else:
