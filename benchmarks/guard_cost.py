@@ -29,13 +29,11 @@ import platform
 import shutil
 import statistics
 import sys
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.ingest import loaded_server, wrk
-from benchmarks.ingest_cpu import cpu_seconds
+from benchmarks.ingest import loaded_server
+from benchmarks.ingest_cpu import cpu_under_load
 
 HERE = Path(__file__).parent
 VARIANTS = {"shipped": "none", "no http guard": "http", "no client share": "share"}
@@ -46,24 +44,13 @@ def run(db: str, guards_off: str, duration: int, connections: int,
     """One fresh server with ``guards_off`` switched off: rate, latency, server CPU."""
     command = [sys.executable, "-m", "benchmarks.guards_off", guards_off]
     with loaded_server(db, pg_url, connections, command) as live:
-        result: dict[str, float] = {}
-        runner = threading.Thread(target=lambda: result.update(
-            wrk(live.base, duration, connections, 1, live.wrk_env)))
-        runner.start()
-        time.sleep(1)  # measure the middle of wrk's run
-        before, began = cpu_seconds(live.server_pid), time.monotonic()
-        writer_before = cpu_seconds(live.writer_pid)
-        time.sleep(duration - 2)
-        server_cpu = cpu_seconds(live.server_pid) - before
-        writer_cpu = cpu_seconds(live.writer_pid) - writer_before
-        took = time.monotonic() - began
-        runner.join()
-    rate = result["rps"]
+        run = cpu_under_load(live, {"server": [live.server_pid], "writer": [live.writer_pid]},
+                             duration, connections)
     return {
-        "rps": rate, "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
-        "non_2xx": result["non_2xx"],
-        "server_us_per_event": server_cpu / took / rate * 1e6,
-        "writer_us_per_event": writer_cpu / took / rate * 1e6,
+        "rps": run.wrk["rps"], "p50_ms": run.wrk["p50_ms"], "p99_ms": run.wrk["p99_ms"],
+        "non_2xx": run.wrk["non_2xx"],
+        "server_us_per_event": run.us_per_event("server"),
+        "writer_us_per_event": run.us_per_event("writer"),
     }
 
 

@@ -24,11 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.ingest import loaded_server, wrk
+from benchmarks.ingest import LoadedServer, loaded_server, wrk
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -57,31 +58,57 @@ def backends(admin_url: str, database: str) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
+@dataclass
+class CpuUnderLoad:
+    """One measured wrk run: its result, and each process's CPU in the middle of it."""
+
+    wrk: dict[str, float]
+    #: Share of one core per process name, over ``took`` seconds.
+    cores: dict[str, float]
+    #: Share of the whole machine left idle.
+    idle: float
+
+    def us_per_event(self, name: str) -> float:
+        """Microseconds of ``name``'s CPU per event."""
+        return self.cores[name] / self.wrk["rps"] * 1e6
+
+
+def cpu_under_load(live: LoadedServer, pids: dict[str, list[int]], duration: int,
+                   connections: int) -> CpuUnderLoad:
+    """Run wrk on ``live`` for ``duration`` s; read the CPU of ``pids`` (and of wrk) from
+    1 s after it starts to 1 s before it ends."""
+    result: dict[str, float] = {}
+    runner = threading.Thread(target=lambda: result.update(
+        wrk(live.base, duration, connections, 1, live.wrk_env)))
+    runner.start()
+    time.sleep(1)  # wrk up and running; measure the middle of its run
+    pids = {**pids, "wrk": [int(subprocess.check_output(
+        ["pgrep", "-n", "-x", "wrk"], text=True).split()[0])]}
+    before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+    idle_before, began = idle_seconds(), time.monotonic()
+    time.sleep(duration - 2)
+    after = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+    idle, took = idle_seconds() - idle_before, time.monotonic() - began
+    runner.join()
+    return CpuUnderLoad(
+        wrk=result,
+        cores={name: (after[name] - before[name]) / took for name in pids},
+        idle=idle / took / (os.cpu_count() or 1),
+    )
+
+
 def measure(db: str, duration: int, connections: int, pg_url: str) -> None:
     """One server, one measured wrk run: print CPU per process."""
     with loaded_server(db, pg_url, connections) as live:
         pids = {"server": [live.server_pid], "writer": [live.writer_pid]}
         if db == "postgres":
             pids["postgres"] = backends(pg_url, live.url.rsplit("/", 1)[1])
-        result: dict[str, float] = {}
-        runner = threading.Thread(target=lambda: result.update(
-            wrk(live.base, duration, connections, 1, live.wrk_env)))
-        runner.start()
-        time.sleep(1)  # wrk up and running; measure the middle of its run
-        pids["wrk"] = [int(subprocess.check_output(
-            ["pgrep", "-n", "-x", "wrk"], text=True).split()[0])]
-        before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-        idle_before, began = idle_seconds(), time.monotonic()
-        time.sleep(duration - 2)
-        after = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-        idle, took = idle_seconds() - idle_before, time.monotonic() - began
-        runner.join()
-    rate = result["rps"]
-    print(f"{db}: {rate:.0f} events/s, p50 {result['p50_ms']:.2f} ms, "
-          f"p99 {result['p99_ms']:.2f} ms; machine idle {idle / took / (os.cpu_count() or 1):.0%}")
-    for name in pids:
-        share = (after[name] - before[name]) / took
-        print(f"  {name:>8}: {share:6.0%} of a core  {share / rate * 1e6:6.1f} us/event")
+        run = cpu_under_load(live, pids, duration, connections)
+    result = run.wrk
+    print(f"{db}: {result['rps']:.0f} events/s, p50 {result['p50_ms']:.2f} ms, "
+          f"p99 {result['p99_ms']:.2f} ms; machine idle {run.idle:.0%}")
+    for name, share in run.cores.items():
+        print(f"  {name:>8}: {share:6.0%} of a core  {run.us_per_event(name):6.1f} us/event")
 
 
 def main() -> None:
