@@ -152,7 +152,9 @@ class _Flight:
     seq: int
     batch: _Batch
     events: list[TrackedEvent]
-    answer: asyncio.Future[BatchOutcome]
+    #: With ``committing`` set, the writer process's answer (read by
+    #: WriterProcess.outcome); in a thread, the BatchOutcome itself.
+    answer: asyncio.Future[Any]
     #: Done once the writer process commits it (None: in a thread, nothing follows it).
     committing: asyncio.Future[None] | None
     sent: float
@@ -421,7 +423,7 @@ class GroupCommitWriter:
                         result = await self._process.run_job(loop, head.job, head.notify)
                     else:
                         result = await loop.run_in_executor(
-                            self._executor, self._job, head.job, head.notify
+                            self._executor, run_job, self._engine, head.job, head.notify
                         )
                 except Exception as exc:  # handed to the awaiting caller
                     if not head.future.done():
@@ -502,15 +504,13 @@ class GroupCommitWriter:
             group.seq = seq
         self._in_flight[seq] = batch.groups
         committing: asyncio.Future[None] | None = None
+        answer: asyncio.Future[Any]
         try:
             if self._process is not None:
                 pending = await self._process.send_batch(
                     loop, events, seq, ahead.seq if ahead is not None else 0
                 )
-                answer: asyncio.Future[BatchOutcome] = loop.create_task(
-                    self._process.outcome(pending)
-                )
-                committing = pending.committing
+                answer, committing = pending.answer, pending.committing
             else:
                 answer = loop.run_in_executor(self._executor, self._apply, events, seq)
         except Exception as exc:
@@ -522,7 +522,10 @@ class GroupCommitWriter:
         """Wait for ``flight``'s outcome and answer its requests (or retry them)."""
         batch = flight.batch.groups
         try:
-            outcome = await flight.answer
+            answer = await flight.answer
+            outcome: BatchOutcome = (
+                answer if flight.committing is None else WriterProcess.outcome(answer)
+            )
         except Abandoned:
             return  # its requests were answered when it was abandoned
         except Skipped:
@@ -607,9 +610,6 @@ class GroupCommitWriter:
         return apply_in_transaction(
             self._engine, events, self._notify, self._gate, seq, self._wal
         )
-
-    def _job(self, job: Callable[[Connection], T], notify: bool) -> T:
-        return run_job(self._engine, job, notify)
 
 
 def _translate(exc: BaseException) -> Exception:

@@ -271,8 +271,10 @@ class WriterProcess:
         if not pending.answer.done():
             pending.answer.set_result(message)
 
-    def _send(self, loop: asyncio.AbstractEventLoop, pipe: Pipe, message: Any,
-              pending: Pending) -> Pending:
+    async def _send(self, loop: asyncio.AbstractEventLoop, message: Any, *,
+                    committing: bool = False) -> Pending:
+        """Send one message; its answer comes to the returned :class:`Pending`."""
+        pipe = await self._ensure_running()
         if self._reading is None:
             loop.add_reader(pipe.fileno(), self._readable)
             self._reading = loop
@@ -280,12 +282,13 @@ class WriterProcess:
             pipe.send(message)
         except OSError as exc:
             raise DatabaseUnavailable(f"writer process unreachable: {exc!r}") from exc
+        pending = Pending(loop.create_future(), loop.create_future() if committing else None)
         self._pending.append(pending)
         return pending
 
     @staticmethod
-    async def _answer(pending: Pending) -> Any:
-        message = await pending.answer
+    def _checked(message: Any) -> Any:
+        """The writer's answer, or the error it reports raised."""
         if message[0] == "error":
             _, kind, reason = message
             if kind == "full":
@@ -297,26 +300,30 @@ class WriterProcess:
             raise DatabaseUnavailable("internal error while writing")
         return message
 
+    async def _call(self, loop: asyncio.AbstractEventLoop, message: Any) -> Any:
+        """Send one message and wait (without blocking the loop) for what it answers."""
+        pending = await self._send(loop, message)
+        return self._checked(await pending.answer)[1]
+
     async def send_batch(
         self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent], seq: int,
         after: int = 0,
     ) -> Pending:
-        """Send batch ``seq`` of the commit gate; :meth:`outcome` waits for its answer.
+        """Send batch ``seq`` of the commit gate; :meth:`outcome` reads its answer.
 
         ``after``: the batch still in flight ahead of it (0: none). If that one
         fails, this one comes back :class:`Skipped`, never applied.
         """
-        pipe = await self._ensure_running()
-        pending = Pending(loop.create_future(), loop.create_future())
-        return self._send(loop, pipe, ("apply", seq, events, after), pending)
+        return await self._send(loop, ("apply", seq, events, after), committing=True)
 
-    async def outcome(self, pending: Pending) -> BatchOutcome:
-        """The outcome of a batch sent with :meth:`send_batch`.
+    @classmethod
+    def outcome(cls, answer: Any) -> BatchOutcome:
+        """The outcome in the answer to a batch sent with :meth:`send_batch`.
 
         Raises :class:`Abandoned` (rolled back for the server), :class:`Skipped`
         (not applied: the batch ahead failed) or the error that failed it.
         """
-        message = await self._answer(pending)
+        message = cls._checked(answer)
         if message[0] == "abandoned":
             raise Abandoned
         if message[0] == "skipped":
@@ -327,19 +334,13 @@ class WriterProcess:
         self, loop: asyncio.AbstractEventLoop, job: Callable[[Any], Any], notify: bool
     ) -> Any:
         """Run a picklable ``job(conn)`` in the writer process, in a transaction of its own."""
-        pipe = await self._ensure_running()
-        pending = self._send(loop, pipe, ("job", job, notify), Pending(loop.create_future()))
-        message = await self._answer(pending)
-        return message[1]
+        return await self._call(loop, ("job", job, notify))
 
     async def find_refused(
         self, loop: asyncio.AbstractEventLoop, events: list[TrackedEvent]
     ) -> int | None:
         """The index of the first of ``events`` the database refuses (see first_refused)."""
-        pipe = await self._ensure_running()
-        pending = self._send(loop, pipe, ("find", events), Pending(loop.create_future()))
-        message = await self._answer(pending)
-        index: int | None = message[1]
+        index: int | None = await self._call(loop, ("find", events))
         return index
 
 
