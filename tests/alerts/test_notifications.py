@@ -191,6 +191,9 @@ def test_a_receiver_that_fails_then_recovers_gets_each_notification_once_in_orde
         wait_until(lambda: len(rules_api(live)["pending"]) == 2)
         clock.advance(1)
         receiver.wait_attempts(3)
+        # The server has recorded the third failure, so its 1 s backoff runs from the
+        # time before the next advance (else the retry would wait for one more).
+        wait_until(lambda: [p["attempts"] for p in rules_api(live)["pending"]] == [3, 0])
         clock.advance(1)
         received = receiver.wait_for(2)
         assert [item.title for item in received] == [
