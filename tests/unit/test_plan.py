@@ -77,23 +77,25 @@ def test_a_page_visit_closes_the_previous_visit_of_the_same_batch() -> None:
 
 
 def test_a_page_visit_closes_the_open_visit_stored_in_the_database() -> None:
-    """A known session's open visit (db_open_visit_at) is closed once, at the next page visit."""
-    loaded = {SID: known(current_page_type="homepage", db_open_visit_at=at(-42))}
+    """A known session's open visit (its id and start) is closed once, at the next page visit."""
+    loaded = {SID: known(current_page_type="homepage", db_open_visit_id=7,
+                         db_open_visit_at=at(-42))}
     plan = plan_batch([visit(0, "search"), visit(3, "product", pageIdentifier="p-1")], loaded)
-    assert plan.visit_closes == [VisitClosing(SID, at(0), 42.0)]
+    assert plan.visit_closes == [VisitClosing(SID, 7, at(0), 42.0)]
     assert [(v.page_type, v.duration_seconds, v.is_active) for v in plan.visit_inserts] == [
         ("search", 3.0, False),
         ("product", None, True),
     ]
+    assert plan.states[SID].db_open_visit_id is None
     assert plan.states[SID].db_open_visit_at is None
     assert plan.states[SID].last_activity == at(3)
 
 
 def test_a_visit_never_gets_a_negative_duration() -> None:
     """An open visit stored as starting after the event (clock skew) closes with 0 seconds."""
-    loaded = {SID: known(db_open_visit_at=at(5))}
+    loaded = {SID: known(db_open_visit_id=7, db_open_visit_at=at(5))}
     plan = plan_batch([visit(0, "homepage")], loaded)
-    assert plan.visit_closes == [VisitClosing(SID, at(0), 0.0)]
+    assert plan.visit_closes == [VisitClosing(SID, 7, at(0), 0.0)]
 
 
 def test_session_end_closes_the_open_visit_and_marks_the_session_inactive() -> None:
@@ -111,9 +113,9 @@ def test_session_end_closes_the_open_visit_and_marks_the_session_inactive() -> N
 
 def test_session_end_closes_the_visit_stored_in_the_database() -> None:
     """session-end of a known session closes its stored open visit."""
-    loaded = {SID: known(current_page_type="product", db_open_visit_at=at(-20))}
+    loaded = {SID: known(current_page_type="product", db_open_visit_id=7, db_open_visit_at=at(-20))}
     plan = plan_batch([event(EventType.SESSION_END, 10)], loaded)
-    assert plan.visit_closes == [VisitClosing(SID, at(10), 30.0)]
+    assert plan.visit_closes == [VisitClosing(SID, 7, at(10), 30.0)]
     assert plan.visit_inserts == []
     assert (plan.states[SID].is_active, plan.states[SID].ended_at) == (False, at(10))
 

@@ -126,13 +126,13 @@ def test_bulk_sends_one_statement_per_batch_within_the_parameter_limit() -> None
     lite = Statements("sqlite")
     width = len(VisitClose._fields)
     per_statement = st.MAX_PARAMS // width
-    rows = [VisitClose(session_id=str(n), exited_at="t", duration_seconds=1.0)
+    rows = [VisitClose(id=n, exited_at="t", duration_seconds=1.0)
             for n in range(per_statement + 5)]
     conn = Recorder()
     lite.bulk(conn, lite.close_visits, rows)  # type: ignore[arg-type]
     assert [len(params) for _, params in conn.calls] == [per_statement * width, 5 * width]
     assert conn.calls[1][0].count("(?, ?, ?)") == 5
-    assert conn.calls[1][1][:3] == (str(per_statement), "t", 1.0)
+    assert conn.calls[1][1][:3] == (per_statement, "t", 1.0)
     lite.bulk(conn, lite.close_visits, [])  # type: ignore[arg-type]
     assert len(conn.calls) == 2
 
@@ -199,8 +199,10 @@ def test_load_sessions_gives_each_session_with_its_open_visit(any_engine: Engine
         assert sql.read_ts(loaded[SID].open_visit_entered_at) == T0
         assert loaded[OTHER].open_visit_entered_at is None
 
+        visit_id = loaded[SID].open_visit_id
+        assert visit_id == conn.execute(select(visits_t.c.id)).scalar_one()
         sql.bulk(conn, sql.close_visits, [
-            VisitClose(session_id=SID, exited_at=sql.ts(T0 + timedelta(seconds=9)),
+            VisitClose(id=visit_id, exited_at=sql.ts(T0 + timedelta(seconds=9)),
                        duration_seconds=9.0),
         ])
         closed = conn.execute(select(visits_t.c.is_active, visits_t.c.exited_at,
@@ -225,7 +227,9 @@ def test_queued_writes_run_in_order_and_fail_as_sqlalchemy_errors(any_engine: En
         sql = statements(conn)
         writes = sql.writes(conn)
         writes.bulk(sql.insert_visits, [_visit(SID)])
-        writes.bulk(sql.close_visits, [VisitClose(SID, sql.ts(T0 + timedelta(seconds=3)), 3.0)])
+        writes.send()
+        first = conn.execute(select(visits_t.c.id)).scalar_one()
+        writes.bulk(sql.close_visits, [VisitClose(first, sql.ts(T0 + timedelta(seconds=3)), 3.0)])
         writes.bulk(sql.insert_visits, [_visit(SID, page_type="product", is_active=True)])
         writes.send()
         rows = conn.execute(select(visits_t.c.page_type, visits_t.c.is_active,
@@ -273,10 +277,10 @@ def test_postgres_placeholders_are_numbered_once_per_text() -> None:
         "UPDATE user_sessions SET is_active = $1, ended_at = $2 WHERE session_id = $3"
     )
     assert pg.numbered("SELECT 1") == "SELECT 1"
-    rows = [VisitClose(session_id=str(n), exited_at=T0, duration_seconds=1.0) for n in range(2)]
+    rows = [VisitClose(id=n, exited_at=T0, duration_seconds=1.0) for n in range(2)]
     [(sql, params)] = pg.chunks(pg.close_visits, rows, numbered=True)
     assert "(VALUES ($1, $2, $3), ($4, $5, $6))" in sql and "%s" not in sql
-    assert params == ("0", T0, 1.0, "1", T0, 1.0)
+    assert params == (0, T0, 1.0, 1, T0, 1.0)
     assert next(pg.chunks(pg.close_visits, rows, numbered=True))[0] is sql  # kept
     with pytest.raises(ValueError, match="with placeholders"):
         next(pg.chunks("INSERT INTO t (a) VALUES {rows} RETURNING %s", rows, numbered=True))

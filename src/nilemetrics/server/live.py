@@ -26,6 +26,8 @@ from nilemetrics.server.tables import (
     checkouts_t,
     errors_t,
     events_t,
+    latest_visit,
+    latest_visit_id,
     live_metrics_t,
     sessions_t,
     visits_t,
@@ -311,7 +313,7 @@ def live_sessions_on_pages(
     Each with its current page, since when it is there (its open page visit),
     its email if known and the page it came from. Longest on the page first.
     The sessions are found like the live counts (the partial index of active
-    sessions), their visits by the open-visit index and the session id.
+    sessions), their open visits as their latest ones, their visits by the session id.
     """
     s = sessions_t.c
     cutoff = now - timedelta(seconds=live_window)
@@ -323,15 +325,22 @@ def live_sessions_on_pages(
     if identifier is not None:
         where &= s.current_page_identifier == identifier
     total = conn.execute(select(func.count()).select_from(sessions_t).where(where)).scalar_one()
-    # The open visit, if it is of the current page (a checkout event moves a session to
-    # the checkout page without a page visit).
-    open_visit = visits_t.alias("open_visit")
-    o = open_visit.c
-    joined = sessions_t.outerjoin(
-        open_visit,
-        (o.session_id == s.session_id) & (o.is_active == true())
-        & (o.page_type == s.current_page_type),
-    )
+    # The open visit (its latest, if open), if it is of the current page (a checkout
+    # event moves a session to the checkout page without a page visit). On PostgreSQL
+    # a LATERAL probe: joined on the subquery's result, the planner may hash all open
+    # visits instead (see ``tables.latest_visit``).
+    open_visit: Any
+    if conn.dialect.name == "postgresql":
+        open_visit = latest_visit(
+            s.session_id, "id", "entered_at", "page_url", "page_type", "is_active"
+        ).lateral("open_visit")
+        o = open_visit.c
+        on = o.is_active == true()
+    else:
+        open_visit = visits_t.alias("open_visit")
+        o = open_visit.c
+        on = (o.id == latest_visit_id(s.session_id)) & (o.is_active == true())
+    joined = sessions_t.outerjoin(open_visit, on & (o.page_type == s.current_page_type))
     before = visits_t.alias("before")
     b = before.c
     earlier = (

@@ -61,19 +61,10 @@ def apply_batch(
 
 
 def load_sessions(conn: Connection, session_ids: list[str]) -> dict[str, SessionState]:
-    """The known sessions among ``session_ids``, with their open visit's start."""
+    """The known sessions among ``session_ids``, with their open visit (its id and start)."""
     sql = statements(conn)
     states: dict[str, SessionState] = {}
     for row in sql.load_sessions(conn, session_ids):
-        open_visit_at = sql.read_ts(row.open_visit_entered_at)
-        known = states.get(row.session_id)
-        if known is not None:
-            # Two open visits (should not happen): close from the latest.
-            if open_visit_at is not None and (
-                known.db_open_visit_at is None or open_visit_at > known.db_open_visit_at
-            ):
-                known.db_open_visit_at = open_visit_at
-            continue
         started_at, last_activity = sql.read_ts(row.started_at), sql.read_ts(row.last_activity)
         if started_at is None or last_activity is None:
             raise ValueError(f"session {row.session_id} has no start or last activity")
@@ -90,7 +81,8 @@ def load_sessions(conn: Connection, session_ids: list[str]) -> dict[str, Session
             phone=row.phone,
             ip_address=row.ip_address,
             user_agent=row.user_agent,
-            db_open_visit_at=open_visit_at,
+            db_open_visit_id=row.open_visit_id,
+            db_open_visit_at=sql.read_ts(row.open_visit_entered_at),
         )
     return states
 
@@ -148,7 +140,7 @@ def _write_sessions(writes: Writes, plan: Plan) -> None:
     writes.each(sql.change_session_contact, contacts)
     writes.each(sql.change_session_platform, platforms)
     writes.bulk(sql.close_visits, [
-        VisitClose(session_id=c.session_id, exited_at=ts(c.exited_at),
+        VisitClose(id=c.visit_id, exited_at=ts(c.exited_at),
                    duration_seconds=c.duration_seconds)
         for c in plan.visit_closes
     ])

@@ -35,7 +35,9 @@ class SessionState:
     user_agent: str | None = None
     platform: str | None = None
     app_version: str | None = None
-    #: When the session's open visit in the database began (None: no open visit there).
+    #: The session's open visit in the database (None: no open visit there): its id
+    #: and when it began.
+    db_open_visit_id: int | None = None
     db_open_visit_at: datetime | None = None
     #: The visit this batch opened and has not closed yet.
     new_visit: NewVisit | None = None
@@ -62,9 +64,10 @@ class NewVisit:
 
 @dataclass(frozen=True, slots=True)
 class VisitClosing:
-    """A session's open visit in the database, closed at ``exited_at``."""
+    """A session's open visit in the database (``visit_id``), closed at ``exited_at``."""
 
     session_id: str
+    visit_id: int
     exited_at: datetime
     duration_seconds: float
 
@@ -185,8 +188,9 @@ def _close_visit(plan: Plan, session_id: str, state: SessionState, at: datetime)
         visit.duration_seconds = max(0.0, (at - visit.entered_at).total_seconds())
         visit.is_active = False
         state.new_visit = None
-    elif state.db_open_visit_at is not None:
-        plan.visit_closes.append(
-            VisitClosing(session_id, at, max(0.0, (at - state.db_open_visit_at).total_seconds()))
-        )
-        state.db_open_visit_at = None
+    elif state.db_open_visit_id is not None and state.db_open_visit_at is not None:
+        plan.visit_closes.append(VisitClosing(
+            session_id, state.db_open_visit_id, at,
+            max(0.0, (at - state.db_open_visit_at).total_seconds()),
+        ))
+        state.db_open_visit_id = state.db_open_visit_at = None
