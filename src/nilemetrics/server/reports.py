@@ -43,10 +43,10 @@ def page_types(conn: Connection) -> list[str]:
 def time_on_page(conn: Connection, since: datetime, until: datetime) -> dict[str, Any]:
     """Average time on page per page type, and per category and offer (closed visits).
 
-    One range scan per page type over ``ix_page_visits_type_time``, reading each
-    visit's duration from its row (no index names the duration, so that closing a
-    visit rewrites no index entry: migration 0008): no sort of the period's visits,
-    and the cost follows the period, not history.
+    One range scan per page type over ``ix_page_visits_type_time``: no sort of the
+    period's visits, and the cost follows the period, not history. On SQLite the
+    index covers the durations; on PostgreSQL they are read from the rows (no index
+    names the duration there, so that closing a visit is a HOT update: migration 0008).
     """
     v = visits_t.c
     window = (v.entered_at >= since) & (v.entered_at < until) & v.duration_seconds.is_not(None)

@@ -192,8 +192,8 @@ class Statements:
         )
         # A session's open visit is its latest visit, if that is still open: one seek on
         # ix_page_visits_session, never a walk through its history. It is closed by its
-        # id, and as no index names the columns a close sets, the update is HOT on
-        # PostgreSQL and rewrites no index on SQLite (migration 0008).
+        # id; on PostgreSQL no index names the columns a close sets, so the update is
+        # HOT (SQLite rewrites one entry, of its covering time-on-page index).
         if self.pg:
             # Each by a LATERAL probe of the primary key (OFFSET 0 keeps the planner from
             # flattening it back into a join, which it hashed by walking all of

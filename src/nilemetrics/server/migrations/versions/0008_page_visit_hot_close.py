@@ -1,21 +1,23 @@
-"""Closing a page visit touches no index (issue 16).
+"""Closing a page visit: found by one seek, and on PostgreSQL no index written (issue 16).
 
 Every page visit closes its session's open visit: it sets ``exited_at``,
 ``duration_seconds`` and ``is_active``. Two indexes named those columns
 (``ix_page_visits_open``, partial on ``is_active``, and the covering
 ``ix_page_visits_type_time`` with ``duration_seconds``), so on PostgreSQL no close
-was a HOT update: each wrote a new entry into all four indexes of the table, and
-the writer's PostgreSQL backend spent about half its time on ``page_visits``
-(closes cost twice an insert). SQLite rewrote two index entries per close.
+was a HOT update: each wrote a new entry into all four indexes of the table and
+left a dead one behind in the open-visits index for later probes to step over;
+closes cost the writer's PostgreSQL backend twice what inserts did.
 
 A session's open visit is always its latest one (visits are appended in time
-order, and each new one closes the one before), so it is found by
-``max(id)`` on the new ``ix_page_visits_session (session_id, id)``, which also
-serves everything ``ix_page_visits_session_id`` served (it replaces it).
-``ix_page_visits_type_time`` loses ``duration_seconds``: the time-on-page report
-reads the durations from the table rows of its period instead of the index alone.
-PostgreSQL: ``fillfactor = 70`` leaves room on each page for the closed row
-versions, which a HOT update must place on the same page.
+order, and each new one closes the one before), so it is found by one seek on the
+new ``ix_page_visits_session (session_id, id)``, which also serves everything
+``ix_page_visits_session_id`` served (it replaces it), and ``ix_page_visits_open``
+goes. PostgreSQL: ``ix_page_visits_type_time`` loses ``duration_seconds`` (the
+time-on-page report reads the durations from the rows of its period) and
+``fillfactor = 70`` leaves room on each page for the closed row versions, which a
+HOT update must place on the same page. SQLite keeps the covering index: it
+rewrites only the indexes whose columns change, one entry per close, and its
+time-on-page report over a million visits takes half the time with it.
 
 Visits left open that are not their session's latest (none should exist; written
 by a bug or by hand) are closed first, at the moment the session moved on, so the
@@ -82,20 +84,20 @@ def upgrade() -> None:
     op.create_index('ix_page_visits_session', 'page_visits', ['session_id', 'id'], unique=False)
     op.drop_index('ix_page_visits_session_id', table_name='page_visits')
     op.drop_index('ix_page_visits_open', table_name='page_visits')
-    op.drop_index('ix_page_visits_type_time', table_name='page_visits')
-    op.create_index('ix_page_visits_type_time', 'page_visits',
-                    ['page_type', 'entered_at', 'page_identifier'], unique=False)
     if op.get_bind().dialect.name == 'postgresql':
+        op.drop_index('ix_page_visits_type_time', table_name='page_visits')
+        op.create_index('ix_page_visits_type_time', 'page_visits',
+                        ['page_type', 'entered_at', 'page_identifier'], unique=False)
         op.execute('ALTER TABLE page_visits SET (fillfactor = 70)')
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         op.execute('ALTER TABLE page_visits RESET (fillfactor)')
-    op.drop_index('ix_page_visits_type_time', table_name='page_visits')
-    op.create_index('ix_page_visits_type_time', 'page_visits',
-                    ['page_type', 'entered_at', 'page_identifier', 'duration_seconds'],
-                    unique=False)
+        op.drop_index('ix_page_visits_type_time', table_name='page_visits')
+        op.create_index('ix_page_visits_type_time', 'page_visits',
+                        ['page_type', 'entered_at', 'page_identifier', 'duration_seconds'],
+                        unique=False)
     op.create_index('ix_page_visits_open', 'page_visits', ['session_id'], unique=False,
                     sqlite_where=sa.text('is_active = 1'),
                     postgresql_where=sa.text('is_active = true'))
