@@ -223,3 +223,23 @@ def test_migration_closes_visits_left_open_behind_a_later_one(fresh_url: str) ->
         assert _visits(engine, stray)[-2:] == [("product", False, 11.0), ("checkout", True, None)]
     finally:
         engine.dispose()
+
+
+def test_migration_0008_downgrades_and_upgrades_again(fresh_url: str) -> None:
+    """0008 down gives back 0007's indexes of page_visits; up again gives the new ones."""
+    engine = make_engine(fresh_url)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+        names = {index["name"] for index in inspect(engine).get_indexes("page_visits")}
+        assert names == {"ix_page_visits_open", "ix_page_visits_session_id",
+                         "ix_page_visits_type_time"}
+        type_time = next(index for index in inspect(engine).get_indexes("page_visits")
+                         if index["name"] == "ix_page_visits_type_time")
+        assert type_time["column_names"][-1] == "duration_seconds"
+        migrate(engine)
+        names = {index["name"] for index in inspect(engine).get_indexes("page_visits")}
+        assert names == {"ix_page_visits_session", "ix_page_visits_type_time"}
+    finally:
+        engine.dispose()
