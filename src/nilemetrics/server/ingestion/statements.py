@@ -225,8 +225,10 @@ class Statements:
                 "LIMIT 1) v ON v.is_active"
             )
         else:
+            # SQLite, without statistics, is told the index (as the open-visits one was).
             open_join = (
                 "LEFT JOIN page_visits v ON v.id = (SELECT o.id FROM page_visits o "
+                "INDEXED BY ix_page_visits_session "
                 "WHERE o.session_id = s.session_id ORDER BY o.session_id DESC, o.id DESC "
                 "LIMIT 1) AND v.is_active = 1"
             )
