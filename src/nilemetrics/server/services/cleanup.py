@@ -64,7 +64,10 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
     ended = closed = 0
     while True:
         stmt = (
-            select(s.session_id, s.last_activity)
+            # Each session's open visit is its latest one, if open: its id comes with
+            # the session (one seek each), never by walking the session's history.
+            select(s.session_id, s.last_activity,
+                   latest_visit_id(s.session_id).label("latest_visit_id"))
             .where((s.is_active == true()) & (s.last_activity < cutoff))
             .order_by(s.last_activity)
             .limit(_CHUNK)
@@ -76,15 +79,10 @@ def end_stale_sessions(conn: Connection, now: datetime, timeout_seconds: float) 
         if not rows:
             break
         last_activity = {row.session_id: row.last_activity for row in rows}
-        # Each session's open visit is its latest one, if open: one seek per session,
-        # in two plain steps (no join for a planner to turn into a walk of history).
-        latest = conn.execute(
-            select(latest_visit_id(s.session_id)).where(s.session_id.in_(list(last_activity)))
-        ).scalars().all()
+        latest = [row.latest_visit_id for row in rows if row.latest_visit_id is not None]
         visits = conn.execute(
             select(v.id, v.session_id, v.entered_at).where(
-                v.id.in_([visit_id for visit_id in latest if visit_id is not None])
-                & (v.is_active == true())
+                v.id.in_(latest) & (v.is_active == true())
             )
         ).all()
         closes: list[dict[str, Any]] = []
