@@ -19,6 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Row, Table, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from nilemetrics.config import Settings
 from nilemetrics.demo.shop import create_shop_app
@@ -63,8 +67,10 @@ class Site:
     proxy: TcpProxy
     api_url: str
     shop_url: str
-    other_port: int
-    """A port for a test's own page: its origin is allowed too."""
+    other_url: str
+    """A second allowed origin, serving the test's own pages (``other_pages``)."""
+    other_pages: dict[str, str]
+    """Path → HTML served at ``other_url`` (a test puts its page here)."""
 
     def client(self) -> httpx.Client:
         """An authorised client straight to the API (not through the proxy)."""
@@ -104,28 +110,38 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     """A metrics server on SQLite, a proxy in front of it, and the demo shop."""
-    shop_port, other_port = free_port(), free_port()
+    shop_port = free_port()
     shop_origin = f"http://localhost:{shop_port}"
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'metrics.db'}",
-        data_dir=tmp_path / "data",
-        config_dir=tmp_path / "config",
-        dashboard_token=[TEST_TOKEN],
-        allowed_origins=[shop_origin, f"http://localhost:{other_port}"],
-        cleanup_interval=3600,
-        push_interval=0.05,
-        refresh_interval=0.5,
-    )
-    with run_server(settings, FakeClock()) as api:
-        proxy = TcpProxy(api.server.config.port)
-        proxy.start()
-        api_url = f"http://127.0.0.1:{proxy.port}"
-        try:
-            with serve_app(create_shop_app(api_url), port=shop_port):
-                yield Site(api=api, proxy=proxy, api_url=api_url, shop_url=shop_origin,
-                           other_port=other_port)
-        finally:
-            proxy.stop()
+    other_pages: dict[str, str] = {}
+
+    async def other_page(request: Request) -> Response:
+        html = other_pages.get(request.url.path)
+        return HTMLResponse(html) if html is not None else Response(status_code=404)
+
+    # Bound for the whole test (not per test on a port picked earlier, which another
+    # connection could take in between: "address already in use" in a CI run).
+    with serve_app(Starlette(routes=[Route("/{path:path}", other_page)])) as other:
+        other_url = f"http://localhost:{other.config.port}"
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'metrics.db'}",
+            data_dir=tmp_path / "data",
+            config_dir=tmp_path / "config",
+            dashboard_token=[TEST_TOKEN],
+            allowed_origins=[shop_origin, other_url],
+            cleanup_interval=3600,
+            push_interval=0.05,
+            refresh_interval=0.5,
+        )
+        with run_server(settings, FakeClock()) as api:
+            proxy = TcpProxy(api.server.config.port)
+            proxy.start()
+            api_url = f"http://127.0.0.1:{proxy.port}"
+            try:
+                with serve_app(create_shop_app(api_url), port=shop_port):
+                    yield Site(api=api, proxy=proxy, api_url=api_url, shop_url=shop_origin,
+                               other_url=other_url, other_pages=other_pages)
+            finally:
+                proxy.stop()
 
 
 @pytest.fixture

@@ -8,14 +8,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse
-from starlette.routing import Route
-
 from nilemetrics.server.tables import checkouts_t, errors_t, events_t, sessions_t, visits_t
 from tests.browser.conftest import Site
-from tests.support import serve_app
 
 
 def _sessions_live(site: Site, n: int, timeout: float = 10.0) -> dict[str, Any]:
@@ -96,13 +90,10 @@ def test_existing_client_calls_are_accepted_cross_origin(site: Site, context: An
     """fetch with credentials and JSON, and an application/json sendBeacon Blob, work."""
     html = _EXISTING_CLIENT % {"api": site.api_url}
 
-    async def legacy(request: Request) -> HTMLResponse:
-        return HTMLResponse(html)
-
+    site.other_pages["/legacy"] = html
     page = context.new_page()
-    with serve_app(Starlette(routes=[Route("/legacy", legacy)]), port=site.other_port):
-        page.goto(f"http://localhost:{site.other_port}/legacy")
-        result = page.evaluate("journey()")
+    page.goto(f"{site.other_url}/legacy")
+    result = page.evaluate("journey()")
     assert result["answers"] == [{"success": True}] * 6
     sid = result["sessionId"]
     metrics = site.wait_for(lambda m: m["offers"] == {"black-friday": 1})

@@ -9,14 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse
-from starlette.routing import Route
-
 from nilemetrics.server.tables import events_t
 from tests.browser.conftest import Site
-from tests.support import serve_app
 
 
 @contextmanager
@@ -27,14 +21,11 @@ def _page_with_tracker(site: Site, context: Any, body: str = "",
             f'<script src="{site.api_url}/tracker.js" data-api="{site.api_url}" {attributes}>'
             "</script></body></html>")
 
-    async def shop_page(request: Request) -> HTMLResponse:
-        return HTMLResponse(html)
-
-    with serve_app(Starlette(routes=[Route("/p", shop_page)]), port=site.other_port):
-        page = context.new_page()
-        page.goto(f"http://localhost:{site.other_port}/p")
-        page.wait_for_function("window.nilemetrics && window.nilemetrics.version")
-        yield page
+    site.other_pages["/p"] = html
+    page = context.new_page()
+    page.goto(f"{site.other_url}/p")
+    page.wait_for_function("window.nilemetrics && window.nilemetrics.version")
+    yield page
 
 
 def _named(site: Site, check: Callable[[list[Any]], bool], timeout: float = 10) -> list[Any]:
