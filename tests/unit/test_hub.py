@@ -286,6 +286,42 @@ async def test_a_stopped_hub_reads_nothing() -> None:
         assert run.source.metric_reads == []
 
 
+async def test_stop_wins_over_a_change_marked_at_the_same_moment() -> None:
+    """A change marked just before stop(): the hub stops all the same.
+
+    Python 3.11's ``asyncio.wait_for`` swallows a cancellation that meets a wait
+    that has just finished: the loop ran on, and a server's shutdown waited for it
+    forever (seen in CI as a worker killed after the supervisor's grace period).
+    """
+    async with running() as run:
+        await asyncio.sleep(2 * INTERVAL)  # the loop waits for a change
+        run.hub.mark_dirty()
+        await asyncio.sleep(0)  # the wait for it has finished; the loop has not resumed
+        stopping = asyncio.ensure_future(run.hub.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=2)
+        assert stopping in done, "the hub's loop ran on after stop()"
+
+
+@pytest.mark.parametrize("steps", range(6))
+async def test_a_cancelled_pump_stops_even_as_a_send_finishes(steps: int) -> None:
+    """Cancelled at any moment around a frame it sends, a subscriber's pump ends.
+
+    After ``steps`` turns of the event loop, one of which is the moment the send
+    has just finished (where Python 3.11's ``wait_for`` lost the cancellation and the
+    pump went back to waiting for frames that never came).
+    """
+    transport = Transport()
+    sub = Subscriber(transport.send)
+    pump = asyncio.ensure_future(sub.pump())
+    await asyncio.sleep(0)
+    sub.offer(Frame(WsEvent.METRICS_UPDATE, LiveMetrics(homepage=1)))
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    pump.cancel()
+    done, _ = await asyncio.wait({pump}, timeout=1)
+    assert pump in done and pump.cancelled(), "the pump ran on after it was cancelled"
+
+
 async def test_a_heartbeat_goes_to_every_subscriber() -> None:
     """heartbeat() offers a metrics-heartbeat frame with its time and interval."""
     async with running(start=False) as run:

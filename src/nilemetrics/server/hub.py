@@ -70,7 +70,8 @@ class Subscriber:
             self._wake.clear()
             pending, self._pending = self._pending, {}
             for item in pending.values():
-                await asyncio.wait_for(self._send(item), SEND_TIMEOUT)
+                async with asyncio.timeout(SEND_TIMEOUT):  # see Hub._run
+                    await self._send(item)
 
 
 class Hub:
@@ -159,7 +160,10 @@ class Hub:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._refresh_interval)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                # meets a wait just finished, and stop() then waited for this loop forever.
+                async with asyncio.timeout(self._refresh_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 # Time alone changes things: sessions leave the live window, errors
                 # age out of the last hour, another process (cleanup, forget on

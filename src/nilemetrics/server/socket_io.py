@@ -162,7 +162,8 @@ class SocketIOEndpoint:
             if not isinstance(queue, asyncio.Queue):
                 return
             try:
-                await asyncio.wait_for(queue.join(), _GONE_CHECK_SECONDS)
+                async with asyncio.timeout(_GONE_CHECK_SECONDS):  # see Hub._run
+                    await queue.join()
                 return
             except TimeoutError:
                 continue  # still there, still not reading: look again

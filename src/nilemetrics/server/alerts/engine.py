@@ -155,7 +155,8 @@ class AlertEngine:
     async def _deliver_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):  # see Hub._run
+                    await self._wake.wait()
             self._wake.clear()
             for _ in range(_BURST):
                 try:

@@ -438,7 +438,8 @@ class GroupCommitWriter:
                 # Only large turns queued, and they are pausing: wait for a small one.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._large_after - now)
+                    async with asyncio.timeout(self._large_after - now):  # see Hub._run
+                        await self._wake.wait()
                 continue
             flight = await self._send(loop, batch)
             while flight is not None:
