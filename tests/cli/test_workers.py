@@ -83,6 +83,15 @@ class Serve:
         match = self.wait_for(r"(\d+) workers ready \(pids ([\d, ]+)\)")
         return [int(pid) for pid in match[2].split(", ")]
 
+    def exit_code(self, timeout: float) -> int:
+        """The exit code, once it has exited; what it printed if it does not in time."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            still = sorted(descendants(self.proc.pid))
+            raise AssertionError(f"serve still running after {timeout} s (and pids {still}):\n"
+                                 f"{self.output}") from None
+
     def stop(self) -> None:
         """Make sure nothing is left running (the test may have stopped it already)."""
         if self.proc.poll() is None:
@@ -249,7 +258,7 @@ def test_two_workers_share_the_port_and_one_leads(serve: Callable[..., Serve],
     assert server.output.count("is the leader;") == 1
 
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(30) == 0
+    assert server.exit_code(30) == 0
     assert [pid for pid in running if not _wait_gone(pid, 5)] == []
     assert "Traceback" not in server.output
 
@@ -286,9 +295,10 @@ def test_killed_leader_hands_over_and_is_replaced(serve: Callable[..., Serve],
     running = descendants(server.proc.pid)
     assert len(running) == 4
     os.killpg(server.proc.pid, signal.SIGINT)
-    assert server.proc.wait(30) == 0
+    assert server.exit_code(30) == 0
     assert [pid for pid in running if not _wait_gone(pid, 5)] == []
     assert "Traceback" not in server.output
+    assert "shutdown still running" not in server.output  # nothing it waited 10 s for
     assert "received SIGINT: stopping 2 workers" in server.output
 
 

@@ -47,6 +47,7 @@ from nilemetrics.server.routes import dashboard, history, ingest, subjects, trac
 from nilemetrics.server.services.cleanup import cleanup_loop
 from nilemetrics.server.services.live_numbers import LiveNumbers
 from nilemetrics.server.services.rollups import rollup_loop
+from nilemetrics.server.shutdown import ShutdownWatch
 from nilemetrics.server.socket_io import SocketIOEndpoint
 from nilemetrics.server.state import Reader, ServerState
 from nilemetrics.server.validation import validation_error_handler
@@ -167,17 +168,23 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             gc.unfreeze()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if alerts is not None:
-                await alerts.stop()
-            await socket_io.close()
-            await hub.stop()
-            await writer.stop()
-            engine.dispose()
+            with ShutdownWatch() as watch:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with watch.step(f"stopping {task.get_name()}"), \
+                            contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if alerts is not None:
+                    with watch.step("stopping the alerts"):
+                        await alerts.stop()
+                with watch.step("closing Socket.IO"):
+                    await socket_io.close()
+                with watch.step("stopping the hub"):
+                    await hub.stop()
+                with watch.step("stopping the writer"):
+                    await writer.stop()
+                engine.dispose()
 
     app = TrackingServer(
         title="nilemetrics",
