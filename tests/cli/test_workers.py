@@ -261,6 +261,7 @@ def test_two_workers_share_the_port_and_one_leads(serve: Callable[..., Serve],
     assert server.exit_code(30) == 0
     assert [pid for pid in running if not _wait_gone(pid, 5)] == []
     assert "Traceback" not in server.output
+    assert "shutdown still running" not in server.output  # nothing it waited 10 s for
 
 
 @pytest.mark.postgres

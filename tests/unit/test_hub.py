@@ -291,7 +291,8 @@ async def test_stop_wins_over_a_change_marked_at_the_same_moment() -> None:
 
     Python 3.11's ``asyncio.wait_for`` swallows a cancellation that meets a wait
     that has just finished: the loop ran on, and a server's shutdown waited for it
-    forever (seen in CI as a worker killed after the supervisor's grace period).
+    forever (a hang of that kind was seen in CI: a worker killed after the
+    supervisor's grace period).
     """
     async with running() as run:
         await asyncio.sleep(2 * INTERVAL)  # the loop waits for a change

@@ -184,7 +184,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                     await hub.stop()
                 with watch.step("stopping the writer"):
                     await writer.stop()
-                engine.dispose()
+                with watch.step("closing the database connections"):
+                    engine.dispose()
 
     app = TrackingServer(
         title="nilemetrics",
