@@ -11,16 +11,8 @@ from nilemetrics.server.alerts.engine import AlertEngine
 from nilemetrics.server.alerts.rules import load_rules
 from nilemetrics.server.db import make_engine, migrate
 from tests.alerts.conftest import rules_file
+from tests.alerts.test_notifications import ERRORS_RULE
 from tests.support import FakeClock
-
-RULE = '''
-[[rule]]
-name = "payment errors"
-metric = "payment_errors"
-window = "5m"
-above = 5
-notify = ["ops"]
-'''
 
 
 @pytest.mark.parametrize("steps", range(4))
@@ -32,7 +24,7 @@ async def test_stop_ends_the_loops_even_as_a_delivery_wakes(tmp_path: Path, step
     """
     engine = make_engine(f"sqlite:///{tmp_path / 'nm.db'}")
     migrate(engine)
-    config = load_rules(rules_file(tmp_path / "alerts.toml", RULE,
+    config = load_rules(rules_file(tmp_path / "alerts.toml", ERRORS_RULE,
                                    "ops = json://127.0.0.1:9/hook"))
     alerts = AlertEngine(config, engine, FakeClock(), live_window=300, interval=60,
                          send=lambda *_args: None)

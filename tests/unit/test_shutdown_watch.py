@@ -29,7 +29,8 @@ async def test_a_long_step_is_reported_with_where_each_task_and_thread_waits(
     blocked.start()
     caplog.set_level(logging.WARNING, logger="nilemetrics.server.shutdown")
     try:
-        with ShutdownWatch(report_after=0.2) as watch, watch.step("stopping nm-stuck"):
+        with ShutdownWatch(report_after=0.2) as watch:
+            watch.at("stopping nm-stuck")
             await asyncio.sleep(0.6)
     finally:
         release.set()
@@ -46,7 +47,8 @@ async def test_a_long_step_is_reported_with_where_each_task_and_thread_waits(
 
 async def test_a_quick_shutdown_reports_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="nilemetrics.server.shutdown")
-    with ShutdownWatch(report_after=0.2) as watch, watch.step("stopping the hub"):
+    with ShutdownWatch(report_after=0.2) as watch:
+        watch.at("stopping the hub")
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.4)
     assert caplog.records == []

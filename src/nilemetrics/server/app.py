@@ -172,20 +172,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
-                    with watch.step(f"stopping {task.get_name()}"), \
-                            contextlib.suppress(asyncio.CancelledError):
+                    watch.at(f"stopping {task.get_name()}")
+                    with contextlib.suppress(asyncio.CancelledError):
                         await task
                 if alerts is not None:
-                    with watch.step("stopping the alerts"):
-                        await alerts.stop()
-                with watch.step("closing Socket.IO"):
-                    await socket_io.close()
-                with watch.step("stopping the hub"):
-                    await hub.stop()
-                with watch.step("stopping the writer"):
-                    await writer.stop()
-                with watch.step("closing the database connections"):
-                    engine.dispose()
+                    watch.at("stopping the alerts")
+                    await alerts.stop()
+                watch.at("closing Socket.IO")
+                await socket_io.close()
+                watch.at("stopping the hub")
+                await hub.stop()
+                watch.at("stopping the writer")
+                await writer.stop()
+                watch.at("closing the database connections")
+                engine.dispose()
 
     app = TrackingServer(
         title="nilemetrics",

@@ -11,12 +11,10 @@ the event loop itself is blocked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +40,9 @@ class ShutdownWatch:
     def __exit__(self, *_exc: object) -> None:
         self._timer.cancel()
 
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """The shutdown is now at ``name``."""
-        self._step = name
-        yield
+    def at(self, step: str) -> None:
+        """The shutdown is now at ``step`` (until the next call)."""
+        self._step = step
 
     def _report(self) -> None:
         lines = [f"shutdown still running after {self._report_after:g} s, at: {self._step}"]
@@ -56,10 +52,11 @@ class ShutdownWatch:
             tasks = []
         for task in tasks:
             lines.append(f"task {task.get_name()}: {' > '.join(_awaiting(task.get_coro()))}")
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
         for ident, frame in sys._current_frames().items():
             if ident == threading.get_ident():
                 continue
-            name = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
+            name = names.get(ident, str(ident))
             where = "".join(traceback.format_stack(frame)[-3:])
             lines.append(f"thread {name}:\n{where.rstrip()}")
         log.warning("\n".join(lines))
